@@ -359,6 +359,7 @@ func (a *attachment) complete(it *item, zxid int64, code zkerr.Code, resp op.Res
 			a.s.stats.observe(time.Since(head.start))
 			if head.kind == kindClose {
 				a.closeLocked()
+				return
 			}
 		default:
 			return
