@@ -21,8 +21,10 @@ type fakeCfg struct {
 
 type fakeFactory struct{ id plugin.ID }
 
-func (f fakeFactory) ID() plugin.ID      { return f.id }
-func (f fakeFactory) DefaultConfig() any { return &fakeCfg{Path: "default", Sync: true, Wait: time.Second} }
+func (f fakeFactory) ID() plugin.ID { return f.id }
+func (f fakeFactory) DefaultConfig() any {
+	return &fakeCfg{Path: "default", Sync: true, Wait: time.Second}
+}
 
 func init() {
 	for _, id := range []plugin.ID{"consensus.raft", "storage.bolt", "storage.pebble", "protocol.native"} {

@@ -168,12 +168,12 @@ const (
 type item struct {
 	start time.Time
 	xid   int32
-	req  op.Request
-	kind itemKind
-	done bool
-	zxid int64
-	code zkerr.Code
-	resp op.Response
+	req   op.Request
+	kind  itemKind
+	done  bool
+	zxid  int64
+	code  zkerr.Code
+	resp  op.Response
 }
 
 // attachment binds a session to one connection. It implements
