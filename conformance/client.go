@@ -543,15 +543,17 @@ func checkContainers(t *testing.T, o ClientOptions, root string) {
 	if err := c.Delete(used+"/k", -1); err != nil {
 		t.Fatal(err)
 	}
-	_, _, ch, err := c.ExistsW(used)
+	ok, _, ch, err := c.ExistsW(used)
 	if err != nil {
 		t.Fatal(err)
 	}
+	start := time.Now()
 	select {
 	case ev := <-ch:
 		if ev.Type != zk.EventNodeDeleted {
 			t.Fatalf("event %+v", ev)
 		}
+		t.Logf("exists=%v event %+v after %s", ok, ev, time.Since(start))
 	case <-time.After(o.ReapWithin):
 		t.Fatalf("emptied container not reaped within %s", o.ReapWithin)
 	}

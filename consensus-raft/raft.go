@@ -1,0 +1,323 @@
+// Package consensusraft is the consensus.raft plugin: Corral's replicated
+// log on github.com/hashicorp/raft. raft's log, stable values and snapshots
+// live in the server's storage.Store through thin adapters (no files of its
+// own); its peers talk over raft's TCP transport on this member's peer
+// address; committed commands are applied to the framework's StateMachine.
+//
+// Bootstrap: a member whose store holds no raft state (no term, no log, no
+// snapshot) bootstraps the cluster from the configured member list, so every
+// member listed at first start must get the same list. A member with state
+// restarts from it and ignores the list except to warn when they differ. A
+// member added at run time is started with Config.Join and added through
+// consensus.Membership.AddMember on the leader.
+//
+// Voters: Member.Voter is a plain bool, so "unset" and "false" look alike.
+// If no member of the list is marked Voter, all are voters (the common
+// configuration lists no roles at all); as soon as one is marked, the
+// unmarked ones join as non-voters, which receive the log and serve reads
+// but do not vote (ZooKeeper's observers).
+package consensusraft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/corral-dev/corral/framework/consensus"
+	"github.com/corral-dev/corral/framework/plugin"
+)
+
+// ID is the plugin id.
+const ID plugin.ID = "consensus.raft"
+
+func init() { plugin.Register(factory{}) }
+
+type factory struct{}
+
+func (factory) ID() plugin.ID      { return ID }
+func (factory) DefaultConfig() any { return DefaultConfig() }
+
+func (factory) New(_ context.Context, set plugin.Settings, cfg any, deps consensus.Deps) (consensus.Replicator, error) {
+	r, err := New(set, cfg, deps)
+	if err != nil {
+		return nil, err // not a typed nil inside the interface
+	}
+	return r, nil
+}
+
+// Replicator is a consensus.Replicator on hashicorp/raft.
+type Replicator struct {
+	cfg     *Config
+	log     *slog.Logger
+	self    consensus.Member
+	members []consensus.Member
+	voters  int
+	deps    consensus.Deps
+	fsm     *fsm
+
+	mu        sync.Mutex // lifecycle: started, stopped
+	started   bool
+	stopped   bool
+	raft      atomic.Pointer[raft.Raft]
+	stop      chan struct{} // closed by halt: Shutdown, or raft stopping by itself
+	haltOnce  sync.Once
+	localAddr raft.ServerAddress
+	trans     *raft.NetworkTransport
+	bg        sync.WaitGroup
+	leaderCh  chan bool
+
+	clientMu    sync.RWMutex
+	clientAddrs map[uint64]string // not replicated by raft; see Members
+
+	asyncMu     sync.Mutex
+	asyncQ      []asyncReq
+	asyncClosed bool
+	asyncWake   chan struct{}
+}
+
+type asyncReq struct {
+	data []byte
+	done func(error)
+}
+
+// New checks the configuration and returns a Replicator; Start brings it
+// up. cfg is a *Config (nil means DefaultConfig()).
+func New(set plugin.Settings, cfg any, deps consensus.Deps) (*Replicator, error) {
+	var c *Config
+	switch v := cfg.(type) {
+	case nil:
+		c = DefaultConfig()
+	case *Config:
+		c = v
+	default:
+		return nil, fmt.Errorf("%s: config is %T, want *consensusraft.Config", ID, cfg)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", ID, err)
+	}
+	if deps.StateMachine == nil || deps.Store == nil {
+		return nil, fmt.Errorf("%s: a state machine and a store are required", ID)
+	}
+	self, voters, err := checkMembers(set.NodeID, deps.Members)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ID, err)
+	}
+	logger := deps.Logger
+	if logger == nil {
+		logger = set.Logger
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	level, _ := parseLevel(c.LogLevel)
+	// Build raft's config now so a bad combination fails before Start.
+	if _, err := c.raftConfig(self.ID, voters, newSlogLogger(logger, level)); err != nil {
+		return nil, fmt.Errorf("%s: %w", ID, err)
+	}
+	r := &Replicator{
+		cfg:         c,
+		log:         logger,
+		self:        self,
+		members:     slices.Clone(deps.Members),
+		voters:      voters,
+		deps:        deps,
+		fsm:         newFSM(deps.StateMachine),
+		stop:        make(chan struct{}),
+		leaderCh:    make(chan bool, 1),
+		clientAddrs: map[uint64]string{},
+		asyncWake:   make(chan struct{}, 1),
+	}
+	for _, m := range deps.Members {
+		if m.ClientAddr != "" {
+			r.clientAddrs[m.ID] = m.ClientAddr
+		}
+	}
+	return r, nil
+}
+
+// checkMembers validates the member list and returns this member and the
+// number of voters.
+func checkMembers(nodeID uint64, members []consensus.Member) (consensus.Member, int, error) {
+	if len(members) == 0 {
+		return consensus.Member{}, 0, errors.New("no members configured")
+	}
+	var self consensus.Member
+	found := false
+	seen := map[uint64]bool{}
+	marked := 0
+	for _, m := range members {
+		if m.ID == 0 {
+			return self, 0, errors.New("member id 0 is not allowed")
+		}
+		if seen[m.ID] {
+			return self, 0, fmt.Errorf("member %d is listed twice", m.ID)
+		}
+		seen[m.ID] = true
+		_, port, err := net.SplitHostPort(m.PeerAddr)
+		if err != nil {
+			return self, 0, fmt.Errorf("member %d: peer address %q: %w", m.ID, m.PeerAddr, err)
+		}
+		// Port 0 (pick any) only makes sense when nobody has to dial us.
+		if (port == "0" || port == "") && len(members) > 1 {
+			return self, 0, fmt.Errorf("member %d: peer address %q needs a port in an ensemble", m.ID, m.PeerAddr)
+		}
+		if m.Voter {
+			marked++
+		}
+		if m.ID == nodeID {
+			self, found = m, true
+		}
+	}
+	if !found {
+		return self, 0, fmt.Errorf("node id %d is not in the member list", nodeID)
+	}
+	if marked == 0 {
+		return self, len(members), nil
+	}
+	return self, marked, nil
+}
+
+// halt marks the replicator stopped for everything waiting on raft.
+func (r *Replicator) halt() { r.haltOnce.Do(func() { close(r.stop) }) }
+
+// suffrage applies the voter rule described in the package comment.
+func (r *Replicator) suffrage(m consensus.Member) raft.ServerSuffrage {
+	if r.voters == len(r.members) || m.Voter {
+		return raft.Voter
+	}
+	return raft.Nonvoter
+}
+
+// Start opens the transport, recovers raft's state from storage (or
+// bootstraps a new cluster) and starts raft. It does not wait for a leader.
+func (r *Replicator) Start(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return consensus.ErrStopped
+	}
+	if r.started {
+		return fmt.Errorf("%s: already started", ID)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	level, _ := parseLevel(r.cfg.LogLevel)
+	hl := newSlogLogger(r.log, level)
+	rc, err := r.cfg.raftConfig(r.self.ID, r.voters, hl.Named("raft"))
+	if err != nil {
+		return fmt.Errorf("%s: %w", ID, err)
+	}
+
+	bind := r.cfg.Bind
+	if bind == "" {
+		bind = r.self.PeerAddr
+	}
+	var advertise net.Addr
+	if _, port, _ := net.SplitHostPort(r.self.PeerAddr); port != "0" {
+		a, err := net.ResolveTCPAddr("tcp", r.self.PeerAddr)
+		if err != nil {
+			return fmt.Errorf("%s: peer address: %w", ID, err)
+		}
+		advertise = a
+	}
+	trans, err := raft.NewTCPTransportWithConfig(bind, advertise, &raft.NetworkTransportConfig{
+		MaxPool: r.cfg.TransportMaxPool,
+		Timeout: r.cfg.TransportTimeout,
+		Logger:  hl.Named("raft-net"),
+	})
+	if err != nil {
+		return fmt.Errorf("%s: peer listener on %s: %w", ID, bind, err)
+	}
+
+	var logs raft.LogStore = logStore{r.deps.Store}
+	if r.cfg.LogCacheSize > 0 {
+		if logs, err = raft.NewLogCache(r.cfg.LogCacheSize, logs); err != nil {
+			trans.Close()
+			return fmt.Errorf("%s: %w", ID, err)
+		}
+	}
+	stable := stableStore{r.deps.Store}
+	snaps := snapshotStore{r.deps.Store.Snapshots()}
+
+	r.localAddr = trans.LocalAddr()
+	existing, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		trans.Close()
+		return fmt.Errorf("%s: reading stored state: %w", ID, err)
+	}
+	switch {
+	case !existing && r.cfg.Join:
+		r.log.Info("no raft state: waiting to be added to a cluster", "id", r.self.ID, "peer", trans.LocalAddr())
+	case !existing:
+		boot := r.bootstrapConfiguration(trans.LocalAddr())
+		r.log.Info("no raft state: bootstrapping a new cluster", "servers", len(boot.Servers))
+		if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, boot); err != nil {
+			trans.Close()
+			return fmt.Errorf("%s: bootstrap: %w", ID, err)
+		}
+	}
+
+	ra, err := raft.NewRaft(rc, r.fsm, logs, stable, snaps, trans)
+	if err != nil {
+		trans.Close()
+		return fmt.Errorf("%s: %w", ID, err)
+	}
+	r.raft.Store(ra)
+	r.trans = trans
+	r.started = true
+	if existing && !r.cfg.Join {
+		r.warnIfMembershipDiffers(ra)
+	}
+	r.bg.Add(2)
+	go r.watchLeadership(ra)
+	go r.asyncLoop(ra)
+	r.log.Info("raft started", "id", r.self.ID, "peer", trans.LocalAddr(), "recovered", existing,
+		"heartbeat_timeout", rc.HeartbeatTimeout, "election_timeout", rc.ElectionTimeout)
+	return nil
+}
+
+// bootstrapConfiguration is the initial configuration from the member list.
+// Every member must write the same one, so peers' addresses are used as
+// configured; only our own is taken from the listener when it was port 0.
+func (r *Replicator) bootstrapConfiguration(local raft.ServerAddress) raft.Configuration {
+	var c raft.Configuration
+	for _, m := range r.members {
+		addr := raft.ServerAddress(m.PeerAddr)
+		if m.ID == r.self.ID {
+			if _, port, _ := net.SplitHostPort(m.PeerAddr); port == "0" {
+				addr = local
+			}
+		}
+		c.Servers = append(c.Servers, raft.Server{Suffrage: r.suffrage(m), ID: serverID(m.ID), Address: addr})
+	}
+	return c
+}
+
+// warnIfMembershipDiffers logs when the stored membership is not the
+// configured list: the stored one wins (it may have changed at run time).
+func (r *Replicator) warnIfMembershipDiffers(ra *raft.Raft) {
+	f := ra.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	stored := f.Configuration().Servers
+	want := r.bootstrapConfiguration(r.localAddr)
+	same := len(stored) == len(want.Servers)
+	for i := 0; same && i < len(stored); i++ {
+		j := slices.IndexFunc(want.Servers, func(s raft.Server) bool { return s.ID == stored[i].ID })
+		same = j >= 0 && want.Servers[j].Suffrage == stored[i].Suffrage &&
+			(want.Servers[j].Address == stored[i].Address || stored[i].ID == serverID(r.self.ID))
+	}
+	if !same {
+		r.log.Warn("stored raft membership differs from the configured members; using the stored one",
+			"stored", fmt.Sprint(stored), "configured", fmt.Sprint(want.Servers))
+	}
+}
