@@ -80,10 +80,14 @@ type Replicator interface {
 	// not wait for a leader.
 	Start(ctx context.Context) error
 	// Propose replicates data and returns once it is committed and applied
-	// locally. On a member that is not the leader it returns ErrNotLeader.
+	// locally. Any member accepts proposals: a follower forwards them to
+	// the leader over the plugin's own peer transport and returns once the
+	// entry is applied locally too. ErrNotLeader means no leader is known.
 	Propose(ctx context.Context, data []byte) error
 	// ReadBarrier returns once every entry committed before the call is
-	// applied locally (linearizable reads, ZooKeeper sync).
+	// applied locally (linearizable reads, ZooKeeper sync). On a follower
+	// it asks the leader for its commit index (after the leader confirms it
+	// still leads) and waits until the local state machine reaches it.
 	ReadBarrier(ctx context.Context) error
 	// Leader returns the current leader's id (0 when unknown).
 	Leader() uint64

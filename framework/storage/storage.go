@@ -19,6 +19,11 @@ var ErrNotFound = errors.New("storage: not found")
 // ErrClosed is returned after Close.
 var ErrClosed = errors.New("storage: closed")
 
+// ErrCorrupt is wrapped by every error that reports stored bytes failing
+// their checksum or format, so the server can refuse to serve rather than
+// serve wrong data.
+var ErrCorrupt = errors.New("storage: corrupt data")
+
 // LogEntry is one consensus log record. Kind and Data are opaque to storage;
 // each consensus adapter packs its library's entry type into them.
 type LogEntry struct {
@@ -31,6 +36,8 @@ type LogEntry struct {
 // Batch is one atomic, durable write. It is applied in this order: delete
 // every entry with index >= TruncateFrom (when non-zero), append Entries
 // (contiguous, and contiguous with what remains of the log), set State.
+// A batch that breaks contiguity is rejected whole. An empty log accepts
+// any first index (installing a snapshot leaves the log empty).
 type Batch struct {
 	TruncateFrom uint64
 	Entries      []LogEntry
@@ -49,11 +56,12 @@ type Store interface {
 	LastIndex() (uint64, error)
 	// Entry returns one entry, or ErrNotFound.
 	Entry(index uint64) (LogEntry, error)
-	// Entries returns entries in [lo, hi), stopping early once their Data
-	// totals more than maxBytes (at least one entry is returned; 0 means no
-	// limit). A missing entry in the range is ErrNotFound.
+	// Entries returns entries in [lo, hi), never more than maxBytes of Data
+	// in total except that at least one entry is returned (etcd raft's
+	// rule); 0 means no limit. A missing entry in the range is ErrNotFound.
 	Entries(lo, hi uint64, maxBytes uint64) ([]LogEntry, error)
-	// Write applies a batch atomically and durably.
+	// Write applies a batch atomically and durably. ctx bounds only the
+	// wait to be queued; once queued, Write reports the commit's result.
 	Write(ctx context.Context, b Batch) error
 	// CompactPrefix removes every entry with index <= upTo.
 	CompactPrefix(upTo uint64) error
@@ -61,6 +69,7 @@ type Store interface {
 	State(key string) ([]byte, error)
 	// Snapshots returns the snapshot store that lives beside the log.
 	Snapshots() SnapshotStore
+	// Close releases the store; a second Close is a no-op.
 	Close() error
 }
 
@@ -81,7 +90,7 @@ type SnapshotMeta struct {
 // error at EOF if the content does not match what was written.
 type SnapshotStore interface {
 	// Create starts a new snapshot; it becomes visible only when the sink
-	// is closed successfully.
+	// is closed successfully. The store assigns the ID (meta.ID is ignored).
 	Create(meta SnapshotMeta) (SnapshotSink, error)
 	// List returns complete snapshots, newest (highest index) first.
 	List() ([]SnapshotMeta, error)
