@@ -63,6 +63,17 @@ func (s *Server) Apply(e consensus.Entry) {
 		s.log.Error("undecodable transaction skipped", "index", e.Index, "err", err)
 		return
 	}
+	if t.Kind == txn.Touch {
+		// Liveness is local knowledge, not replicated state: each member
+		// notes when it heard the report. Touches take no zxid, like pings.
+		now := nowMs()
+		for _, id := range t.Sessions {
+			if ls := s.live.get(id); ls != nil {
+				ls.lastSeen.Store(now)
+			}
+		}
+		return
+	}
 	zxid := s.lastZxid.Add(1)
 	ctx := tree.Ctx{Zxid: zxid, Time: t.Time, Session: t.Session, Auth: tree.Auth{IDs: t.Auth, Super: t.Super}}
 

@@ -60,6 +60,38 @@ func (s *Server) expiryLoop() {
 	}
 }
 
+// touchLoop runs on followers: it reports the sessions connected here that
+// were active since the last report, so the leader does not expire them.
+// One small log entry per tick replaces ZooKeeper's ping forwarding.
+func (s *Server) touchLoop() {
+	defer s.bg.Done()
+	interval := s.cfg.TickTime / 2
+	if interval < 20*time.Millisecond {
+		interval = 20 * time.Millisecond
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		leader := s.repl.IsLeader()
+		var active []int64
+		for _, a := range s.connections() {
+			// Swap even on the leader, so a member that loses leadership
+			// reports only what happened since.
+			if a.active.Swap(false) && !leader {
+				active = append(active, a.id)
+			}
+		}
+		if len(active) > 0 {
+			s.propose(&txn.Txn{Kind: txn.Touch, Time: nowMs(), Origin: s.cfg.NodeID, Sessions: active}, func(error) {})
+		}
+	}
+}
+
 func (s *Server) sessionTimeout(id int64) int32 {
 	if si := s.session(id); si != nil {
 		return si.TimeoutMs

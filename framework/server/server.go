@@ -157,9 +157,10 @@ func (s *Server) Start(ctx context.Context) error {
 		s.fronts = append(s.fronts, fe)
 		s.log.Info("serving clients", "protocol", slot.Type, "addr", fe.Addr().String())
 	}
-	s.bg.Add(2)
+	s.bg.Add(3)
 	go s.expiryLoop()
 	go s.reapLoop()
+	go s.touchLoop()
 	return nil
 }
 

@@ -193,6 +193,7 @@ type attachment struct {
 
 	received atomic.Int64
 	sent     atomic.Int64
+	active   atomic.Bool // heard from since the last touch report
 	lastOp   atomic.Value // string
 	lastZxid atomic.Int64
 }
@@ -247,6 +248,7 @@ func (a *attachment) Submit(xid int32, req op.Request) {
 	s.stats.received.Add(1)
 	a.received.Add(1)
 	a.lastOp.Store(req.Op().String())
+	a.active.Store(true)
 	if ls := s.live.get(a.id); ls != nil {
 		ls.lastSeen.Store(nowMs())
 	}

@@ -31,6 +31,9 @@ const (
 	SetConfig Kind = 4
 	// Noop does nothing but consume a zxid (used as a barrier).
 	Noop Kind = 5
+	// Touch reports sessions a follower heard from, so the leader, which
+	// alone expires sessions, knows they are alive. It takes no zxid.
+	Touch Kind = 6
 )
 
 const version = 1
@@ -56,6 +59,8 @@ type Txn struct {
 	Req op.Request
 	// Data is the payload of SetConfig.
 	Data []byte
+	// Sessions are the live sessions of a Touch.
+	Sessions []int64
 }
 
 // ErrCorrupt reports an undecodable transaction.
@@ -80,6 +85,10 @@ func Encode(t *Txn) ([]byte, error) {
 	}
 	e.bool(t.Super)
 	e.bytes(t.Data)
+	e.u32(uint32(len(t.Sessions)))
+	for _, id := range t.Sessions {
+		e.i64(id)
+	}
 	if t.Kind == Request {
 		if err := e.request(t.Req); err != nil {
 			return nil, err
@@ -110,6 +119,10 @@ func Decode(b []byte) (*Txn, error) {
 	}
 	t.Super = d.bool()
 	t.Data = d.bytes()
+	n = d.count(8)
+	for i := 0; i < n && d.err == nil; i++ {
+		t.Sessions = append(t.Sessions, d.i64())
+	}
 	if t.Kind == Request {
 		t.Req = d.request(0)
 	}

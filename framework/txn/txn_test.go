@@ -26,6 +26,7 @@ func sample() []*Txn {
 		}}},
 		{Kind: SetConfig, Data: []byte("server.1=a:1:2")},
 		{Kind: Noop},
+		{Kind: Touch, Origin: 3, Sessions: []int64{0x100, -5}},
 	}
 }
 
