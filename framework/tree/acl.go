@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,8 +25,9 @@ type aclList struct {
 // aclTable interns ACL lists. Entries are weak so lists no node uses any
 // more are collected; the table never affects state or output, only memory.
 type aclTable struct {
-	mu sync.Mutex
-	m  map[string]weak.Pointer[aclList]
+	mu   sync.Mutex
+	m    map[string]weak.Pointer[aclList]
+	last *aclList // most creates repeat the previous ACL; skips encoding it
 }
 
 func newACLTable() *aclTable { return &aclTable{m: make(map[string]weak.Pointer[aclList])} }
@@ -43,17 +45,22 @@ func aclKey(acl []znode.ACL) string {
 }
 
 func (t *aclTable) intern(acl []znode.ACL) *aclList {
-	key := aclKey(acl)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.last != nil && slices.Equal(t.last.acl, acl) {
+		return t.last
+	}
+	key := aclKey(acl)
 	if wp, ok := t.m[key]; ok {
 		if p := wp.Value(); p != nil {
+			t.last = p
 			return p
 		}
 	}
-	p := &aclList{acl: append([]znode.ACL(nil), acl...), key: key, hash: hashString("acl\x00" + key)}
+	p := &aclList{acl: slices.Clone(acl), key: key, hash: hashString("acl\x00" + key)}
 	t.m[key] = weak.Make(p)
 	runtime.AddCleanup(p, t.forget, key)
+	t.last = p
 	return p
 }
 
@@ -75,6 +82,9 @@ func authenticatedScheme(s string) bool { return s == "digest" || s == "x509" ||
 // refused, `auth` expanded to the caller's authenticated ids, every other id
 // validated by its scheme.
 func fixupACL(path string, acl []znode.ACL, a Auth) ([]znode.ACL, error) {
+	if plainACL(acl) {
+		return acl, nil // the common case, without allocating
+	}
 	uniq := make([]znode.ACL, 0, len(acl))
 	for _, e := range acl {
 		if !containsACL(uniq, e) {
@@ -108,6 +118,23 @@ func fixupACL(path string, acl []znode.ACL, a Auth) ([]znode.ACL, error) {
 		}
 	}
 	return out, nil
+}
+
+// plainACL reports whether fixupACL would return acl unchanged: not empty,
+// no duplicates, no `auth` entry, every id valid.
+func plainACL(acl []znode.ACL) bool {
+	if len(acl) == 0 {
+		return false
+	}
+	for i, e := range acl {
+		if containsACL(acl[:i], e) {
+			return false
+		}
+		if !(e.Scheme == "world" && e.ID == "anyone") && !validID(e.Scheme, e.ID) {
+			return false
+		}
+	}
+	return true
 }
 
 func containsACL(l []znode.ACL, e znode.ACL) bool {

@@ -35,13 +35,27 @@ func (x *txn) commit() {
 	x.t.cur.Store(&v)
 }
 
-// Apply applies one write: a create (any of the four opcodes), delete,
-// deleteContainer, setData, setACL or multi.
+// Apply applies one write and returns its reply and the watch events it
+// fires (in order, each with Zxid = c.Zxid):
+//
+//   - *op.CreateRequest (Create, Create2, CreateContainer, CreateTTL) →
+//     *op.CreateResponse{OpCode: req.Op(), Path, Stat}
+//   - *op.DeleteRequest → *op.EmptyResponse{OpCode: op.Delete}
+//   - *op.DeleteContainerRequest → *op.EmptyResponse{OpCode: op.DeleteContainer}.
+//     No ACL check. NoNode if missing, NotEmpty if it has children,
+//     BadVersion if it is neither a container nor a TTL node, or is a TTL
+//     node not expired at c.Time (ZooKeeper would delete a plain persistent
+//     node here and does not re-check the TTL).
+//   - *op.SetDataRequest → *op.StatResponse{OpCode: op.SetData}
+//   - *op.SetACLRequest → *op.StatResponse{OpCode: op.SetACL}
+//   - *op.MultiRequest (create, delete, setData, check) → *op.MultiResponse
 //
 // On failure it returns a *zkerr.Error and the tree is unchanged, except
 // for a multi: a failed multi returns a *op.MultiResponse whose results are
 // ZooKeeper's positional pattern (0 before the failing op, its code, then
-// RuntimeInconsistency), no events and a nil error, and applies nothing.
+// RuntimeInconsistency, all with OpCode op.Error), no events and a nil
+// error, and applies nothing. Other requests (a lone check included) give
+// Unimplemented.
 //
 // Apply does not keep references to the request's slices.
 func (t *Tree) Apply(c Ctx, req op.Request) (op.Response, []op.WatchEvent, error) {
@@ -215,8 +229,9 @@ func (t *Tree) SetSystemData(c Ctx, path string, data []byte) []op.WatchEvent {
 	return x.ev
 }
 
-// update replaces the node at path (which must exist in x.v) by f's result,
-// copying the nodes above it unless this transaction already owns them.
+// update replaces the node at path (which must exist in x.v) by f's result
+// and copies the nodes above it, so the new version shares everything else
+// with the old one.
 func (x *txn) update(path string, f func(*node) *node) {
 	if path == "/" {
 		x.v.root = f(x.v.root)
@@ -238,9 +253,6 @@ func (x *txn) updateAt(n *node, path string, i int, f func(*node) *node) *node {
 		nc = f(c)
 	} else {
 		nc = x.updateAt(c, path, i+j+1, f)
-	}
-	if nc == c {
-		return n
 	}
 	m := x.own(n)
 	m.kids, _ = childTrie.put(m.kids, nc, h, 0, x.edit)

@@ -292,17 +292,19 @@ func (d *snapReader) restore(x *txn) (count uint64, err error) {
 			if n > maxACLLen {
 				return count, fmt.Errorf("%w: ACL list of %d entries", ErrBadSnapshot, n)
 			}
-			list := make([]znode.ACL, n)
-			for i := range list {
-				if list[i].Perms, err = d.int32("perms"); err != nil {
+			list := make([]znode.ACL, 0, min(n, 16)) // grown as read: n may be garbage
+			for range n {
+				var e znode.ACL
+				if e.Perms, err = d.int32("perms"); err != nil {
 					return count, err
 				}
-				if list[i].Scheme, err = d.string(maxIDLen, "scheme"); err != nil {
+				if e.Scheme, err = d.string(maxIDLen, "scheme"); err != nil {
 					return count, err
 				}
-				if list[i].ID, err = d.string(maxIDLen, "id"); err != nil {
+				if e.ID, err = d.string(maxIDLen, "id"); err != nil {
 					return count, err
 				}
+				list = append(list, e)
 			}
 			acls = append(acls, x.t.acls.intern(list))
 
