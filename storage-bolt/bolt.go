@@ -3,8 +3,9 @@
 //
 // Layout of <path>/corral.db: bucket "log" maps a big-endian uint64 index to
 // an entry, bucket "state" maps a key to a value, bucket "meta" holds the
-// format version. Every value carries a CRC32C, since bolt checksums only
-// its meta pages. Snapshots are files under <path>/snapshots (see snapfile).
+// format version. Values are encoded by framework/storage/logfmt and carry
+// a CRC32C, since bolt checksums only its meta pages. Snapshots are files
+// under <path>/snapshots (see snapfile).
 //
 // Concurrent Writes are group-committed: a single writer goroutine takes
 // every batch queued while the previous commit was syncing, applies them in
@@ -28,6 +29,7 @@ import (
 
 	"github.com/corral-dev/corral/framework/plugin"
 	"github.com/corral-dev/corral/framework/storage"
+	"github.com/corral-dev/corral/framework/storage/logfmt"
 	"github.com/corral-dev/corral/framework/storage/snapfile"
 )
 
@@ -75,6 +77,7 @@ func (factory) New(ctx context.Context, set plugin.Settings, cfg any) (storage.S
 type Store struct {
 	dir    string // the configured path
 	dbPath string
+	format uint32 // the layout version on disk
 	db     *bolt.DB
 	snaps  *snapfile.Store
 	log    *slog.Logger
@@ -89,7 +92,7 @@ type Store struct {
 	closed  bool
 
 	boundsMu sync.RWMutex
-	bounds   bounds // written only by the writer goroutine
+	bounds   logfmt.Bounds // written only by the writer goroutine
 
 	commits atomic.Uint64 // transactions committed, for benchmarks
 }
@@ -151,7 +154,7 @@ func Open(ctx context.Context, set plugin.Settings, cfg *Config) (*Store, error)
 		db.Close()
 		return nil, fmt.Errorf("storage.bolt: %w", err)
 	}
-	log.Debug("opened", "first", s.bounds.first, "last", s.bounds.last, "sync", cfg.Sync)
+	log.Debug("opened", "first", s.bounds.First, "last", s.bounds.Last, "sync", cfg.Sync)
 	go s.run()
 	return s, nil
 }
@@ -160,7 +163,7 @@ func openDB(path string, cfg *Config) (db *bolt.DB, err error) {
 	defer func() {
 		// bolt panics on some kinds of damage; report it as an error.
 		if r := recover(); r != nil {
-			db, err = nil, fmt.Errorf("storage.bolt: %s is corrupt: %v", path, r)
+			db, err = nil, fmt.Errorf("storage.bolt: %s is corrupt: %v: %w", path, r, storage.ErrCorrupt)
 		}
 	}()
 	db, err = bolt.Open(path, 0o600, &bolt.Options{
@@ -176,7 +179,7 @@ func openDB(path string, cfg *Config) (db *bolt.DB, err error) {
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("storage.bolt: %s is locked by another process (gave up after %s): %w", path, cfg.OpenTimeout, err)
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
-		return nil, fmt.Errorf("storage.bolt: %s is corrupt or not a bolt database: %w", path, err)
+		return nil, fmt.Errorf("storage.bolt: %s is corrupt or not a bolt database: %w: %w", path, err, storage.ErrCorrupt)
 	default:
 		return nil, fmt.Errorf("storage.bolt: open %s: %w", path, err)
 	}
@@ -199,20 +202,16 @@ func (s *Store) init() error {
 					return err
 				}
 			}
-			return tx.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint32(nil, FormatVersion))
+			s.format = FormatVersion
+			return tx.Bucket(bucketMeta).Put(keyFormat, logfmt.EncodeFormatVersion(FormatVersion))
 		}
-		v := meta.Get(keyFormat)
-		if len(v) != 4 {
-			return fmt.Errorf("format version record is %d bytes: %w", len(v), errCorrupt)
+		ver, err := logfmt.DecodeFormatVersion(meta.Get(keyFormat), FormatVersion)
+		if err != nil {
+			return err
 		}
-		switch ver := binary.BigEndian.Uint32(v); {
-		case ver > FormatVersion:
-			return fmt.Errorf("format version %d is newer than this build supports (%d); upgrade corral", ver, FormatVersion)
-		case ver == 0:
-			return fmt.Errorf("format version 0: %w", errCorrupt)
-		}
+		s.format = ver
 		if tx.Bucket(bucketLog) == nil || tx.Bucket(bucketState) == nil {
-			return fmt.Errorf("missing log or state bucket: %w", errCorrupt)
+			return fmt.Errorf("missing log or state bucket: %w", storage.ErrCorrupt)
 		}
 		c := tx.Bucket(bucketLog).Cursor()
 		first, _ := c.First()
@@ -221,9 +220,9 @@ func (s *Store) init() error {
 			return nil
 		}
 		if len(first) != 8 || len(last) != 8 {
-			return fmt.Errorf("log key of %d bytes: %w", len(first), errCorrupt)
+			return fmt.Errorf("log key of %d bytes: %w", len(first), storage.ErrCorrupt)
 		}
-		s.bounds = bounds{binary.BigEndian.Uint64(first), binary.BigEndian.Uint64(last)}
+		s.bounds = logfmt.Bounds{First: binary.BigEndian.Uint64(first), Last: binary.BigEndian.Uint64(last)}
 		return nil
 	})
 	if err != nil {
@@ -231,6 +230,10 @@ func (s *Store) init() error {
 	}
 	return nil
 }
+
+// FormatVersion returns the layout version of the open store (which
+// offline tools show; it may be older than the package's FormatVersion).
+func (s *Store) FormatVersion() uint32 { return s.format }
 
 // Path returns the store's directory.
 func (s *Store) Path() string { return s.dir }
@@ -243,19 +246,19 @@ func (s *Store) Snapshots() storage.SnapshotStore { return s.snaps }
 
 func (s *Store) FirstIndex() (uint64, error) {
 	b, err := s.getBounds()
-	return b.first, err
+	return b.First, err
 }
 
 func (s *Store) LastIndex() (uint64, error) {
 	b, err := s.getBounds()
-	return b.last, err
+	return b.Last, err
 }
 
-func (s *Store) getBounds() (bounds, error) {
+func (s *Store) getBounds() (logfmt.Bounds, error) {
 	s.closeMu.RLock()
 	defer s.closeMu.RUnlock()
 	if s.closed {
-		return bounds{}, storage.ErrClosed
+		return logfmt.Bounds{}, storage.ErrClosed
 	}
 	s.boundsMu.RLock()
 	defer s.boundsMu.RUnlock()
@@ -272,11 +275,11 @@ func (s *Store) view(fn func(tx *bolt.Tx) error) (err error) {
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("storage.bolt: %s: read failed (corrupt page?): %v", s.dbPath, r)
+			err = fmt.Errorf("storage.bolt: %s: read failed (corrupt page?): %v: %w", s.dbPath, r, storage.ErrCorrupt)
 		}
 	}()
 	err = s.db.View(fn)
-	if errors.Is(err, errCorrupt) {
+	if errors.Is(err, storage.ErrCorrupt) {
 		err = fmt.Errorf("storage.bolt: %s: %w", s.dbPath, err)
 	}
 	return err
@@ -292,7 +295,7 @@ func (s *Store) Entry(index uint64) (storage.LogEntry, error) {
 			return fmt.Errorf("storage.bolt: log entry %d: %w", index, storage.ErrNotFound)
 		}
 		var err error
-		e, err = decodeEntry(index, v)
+		e, err = logfmt.DecodeEntry(index, v)
 		return err
 	})
 	return e, err
@@ -315,11 +318,11 @@ func (s *Store) Entries(lo, hi, maxBytes uint64) ([]storage.LogEntry, error) {
 			if k == nil || binary.BigEndian.Uint64(k) != i {
 				return fmt.Errorf("storage.bolt: log entry %d: %w", i, storage.ErrNotFound)
 			}
-			size := uint64(max(len(v)-13, 0))
+			size := logfmt.EntryDataLen(v)
 			if maxBytes > 0 && len(out) > 0 && total+size > maxBytes {
 				return nil
 			}
-			e, err := decodeEntry(i, v)
+			e, err := logfmt.DecodeEntry(i, v)
 			if err != nil {
 				return err
 			}
@@ -343,10 +346,22 @@ func (s *Store) State(key string) ([]byte, error) {
 			return fmt.Errorf("storage.bolt: state %q: %w", key, storage.ErrNotFound)
 		}
 		var err error
-		out, err = decodeState(key, v)
+		out, err = logfmt.DecodeState(key, v)
 		return err
 	})
 	return out, err
+}
+
+// StateKeys implements storage.StateLister; bolt keeps keys sorted.
+func (s *Store) StateKeys() ([]string, error) {
+	var keys []string
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketState).ForEach(func(k, _ []byte) error {
+			keys = append(keys, string(k))
+			return nil
+		})
+	})
+	return keys, err
 }
 
 // Write queues the batch for the writer goroutine and waits for its commit.
@@ -413,16 +428,16 @@ func (s *Store) run() {
 // answers rejected ones at once, and commits the rest together.
 func (s *Store) commit(group []*request) {
 	next := s.bounds
-	plans := make([]plan, 0, len(group))
+	plans := make([]logfmt.Plan, 0, len(group))
 	accepted := make([]*request, 0, len(group))
 	for _, r := range group {
-		var p plan
+		var p logfmt.Plan
 		if r.compact {
-			p, next = next.applyCompact(r.upTo)
+			p, next = next.ApplyCompact(r.upTo)
 		} else {
-			var nb bounds
+			var nb logfmt.Bounds
 			var err error
-			if p, nb, err = next.applyBatch(r.batch); err != nil {
+			if p, nb, err = next.ApplyBatch(r.batch); err != nil {
 				r.done <- fmt.Errorf("storage.bolt: %w", err)
 				continue
 			}
@@ -431,7 +446,7 @@ func (s *Store) commit(group []*request) {
 		plans = append(plans, p)
 		accepted = append(accepted, r)
 	}
-	if !slices.ContainsFunc(plans, func(p plan) bool { return !p.noop() }) {
+	if !slices.ContainsFunc(plans, func(p logfmt.Plan) bool { return !p.Noop() }) {
 		for _, r := range accepted {
 			r.done <- nil
 		}
@@ -457,33 +472,33 @@ func (s *Store) commit(group []*request) {
 	}
 }
 
-func (s *Store) update(plans []plan) (err error) {
+func (s *Store) update(plans []logfmt.Plan) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("storage.bolt: %s: commit failed (corrupt page?): %v", s.dbPath, r)
+			err = fmt.Errorf("storage.bolt: %s: commit failed (corrupt page?): %v: %w", s.dbPath, r, storage.ErrCorrupt)
 		}
 	}()
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		lb, sb := tx.Bucket(bucketLog), tx.Bucket(bucketState)
 		lb.FillPercent = appendFill
 		for _, p := range plans {
-			if !p.del.empty() {
-				for i := p.del.lo; ; i++ {
+			if !p.Delete.Empty() {
+				for i := p.Delete.Lo; ; i++ {
 					if err := lb.Delete(u64(i)); err != nil {
 						return err
 					}
-					if i == p.del.hi {
+					if i == p.Delete.Hi {
 						break
 					}
 				}
 			}
-			for _, e := range p.ents {
-				if err := lb.Put(u64(e.Index), encodeEntry(e)); err != nil {
+			for _, e := range p.Entries {
+				if err := lb.Put(u64(e.Index), logfmt.EncodeEntry(e)); err != nil {
 					return err
 				}
 			}
-			for k, v := range p.st {
-				if err := sb.Put([]byte(k), encodeState(k, v)); err != nil {
+			for k, v := range p.State {
+				if err := sb.Put([]byte(k), logfmt.EncodeState(k, v)); err != nil {
 					return err
 				}
 			}
@@ -588,7 +603,8 @@ func (s *Store) Close() error {
 }
 
 var (
-	_ storage.Store   = (*Store)(nil)
-	_ storage.Sizer   = (*Store)(nil)
-	_ storage.Factory = factory{}
+	_ storage.Store       = (*Store)(nil)
+	_ storage.Sizer       = (*Store)(nil)
+	_ storage.StateLister = (*Store)(nil)
+	_ storage.Factory     = factory{}
 )

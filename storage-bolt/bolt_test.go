@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +28,16 @@ func wantErrContaining(t *testing.T, err error, parts ...string) {
 		if !strings.Contains(err.Error(), p) {
 			t.Fatalf("error %q does not contain %q", err, p)
 		}
+	}
+}
+
+// wantCorrupt checks that err reports corruption the way the contract
+// asks: wrapping storage.ErrCorrupt, and naming the path.
+func wantCorrupt(t *testing.T, err error, parts ...string) {
+	t.Helper()
+	wantErrContaining(t, err, parts...)
+	if !errors.Is(err, storage.ErrCorrupt) {
+		t.Fatalf("error %q does not wrap storage.ErrCorrupt", err)
 	}
 }
 
@@ -133,7 +144,7 @@ func TestCorruptFile(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Path = dir
 	_, err := Open(context.Background(), plugin.Settings{}, cfg)
-	wantErrContaining(t, err, path, "corrupt")
+	wantCorrupt(t, err, path, "corrupt")
 }
 
 func TestUnreadableFile(t *testing.T) {
@@ -213,11 +224,11 @@ func TestDamagedEntryDetected(t *testing.T) {
 		t.Fatalf("undamaged entry: %v", err)
 	}
 	_, err = s.Entry(2)
-	wantErrContaining(t, err, path, "log entry 2", "checksum")
+	wantCorrupt(t, err, path, "log entry 2", "checksum")
 	_, err = s.Entries(1, 3, 0)
-	wantErrContaining(t, err, path, "log entry 2")
+	wantCorrupt(t, err, path, "log entry 2")
 	_, err = s.State("k")
-	wantErrContaining(t, err, path, "checksum")
+	wantCorrupt(t, err, path, "checksum")
 }
 
 func TestCancelledContext(t *testing.T) {
@@ -367,5 +378,37 @@ func TestNoopWritesSkipCommit(t *testing.T) {
 	}
 	if c := s.commits.Load(); c != before+1 {
 		t.Fatalf("CompactPrefix(1) made %d commits, want 1", c-before)
+	}
+}
+
+func TestStateKeys(t *testing.T) {
+	dir := t.TempDir()
+	s := openAt(t, dir, nil)
+	if keys, err := s.StateKeys(); err != nil || len(keys) != 0 {
+		t.Fatalf("empty store: keys %q, %v", keys, err)
+	}
+	err := s.Write(context.Background(), storage.Batch{
+		Entries: []storage.LogEntry{{Index: 1, Term: 1, Data: []byte("not a state value")}},
+		State:   map[string][]byte{"raft/LastVoteTerm": {1}, "raft/CurrentTerm": {2}, "z": nil, "\x00": {3}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"\x00", "raft/CurrentTerm", "raft/LastVoteTerm", "z"}
+	keys, err := s.StateKeys()
+	if err != nil || !slices.Equal(keys, want) {
+		t.Fatalf("keys %q, %v; want %q", keys, err, want)
+	}
+	s.Close()
+	if _, err := s.StateKeys(); !errors.Is(err, storage.ErrClosed) {
+		t.Fatalf("after Close: %v, want ErrClosed", err)
+	}
+	s = openAt(t, dir, nil)
+	defer s.Close()
+	if s.FormatVersion() != FormatVersion {
+		t.Fatalf("FormatVersion() = %d, want %d", s.FormatVersion(), FormatVersion)
+	}
+	if keys, err := s.StateKeys(); err != nil || !slices.Equal(keys, want) {
+		t.Fatalf("after reopen: keys %q, %v; want %q", keys, err, want)
 	}
 }

@@ -2,7 +2,8 @@
 // github.com/cockroachdb/pebble, an LSM tree with a write-ahead log.
 //
 // Keys: "l" + big-endian uint64 index for log entries, "s" + key for state,
-// "m" + "format" for the layout version. Every value carries a CRC32C.
+// "m" + "format" for the layout version. Values are encoded by
+// framework/storage/logfmt and carry a CRC32C.
 // Snapshots are files under <path>/snapshots (see snapfile).
 //
 // Concurrent Writes are group-committed by a writer goroutine that merges
@@ -32,6 +33,7 @@ import (
 
 	"github.com/corral-dev/corral/framework/plugin"
 	"github.com/corral-dev/corral/framework/storage"
+	"github.com/corral-dev/corral/framework/storage/logfmt"
 	"github.com/corral-dev/corral/framework/storage/snapfile"
 )
 
@@ -85,13 +87,14 @@ func (factory) New(ctx context.Context, set plugin.Settings, cfg any) (storage.S
 
 // Store is a pebble-backed storage.Store.
 type Store struct {
-	dir   string
-	fs    vfs.FS
-	db    *pebble.DB
-	lock  *pebble.Lock
-	snaps *snapfile.Store
-	log   *slog.Logger
-	wopts *pebble.WriteOptions
+	dir    string
+	format uint32 // the layout version on disk
+	fs     vfs.FS
+	db     *pebble.DB
+	lock   *pebble.Lock
+	snaps  *snapfile.Store
+	log    *slog.Logger
+	wopts  *pebble.WriteOptions
 
 	reqs chan *request
 	done chan struct{} // closed when the writer goroutine exits
@@ -102,7 +105,7 @@ type Store struct {
 	closed  bool
 
 	boundsMu sync.RWMutex
-	bounds   bounds // written only by the writer goroutine
+	bounds   logfmt.Bounds // written only by the writer goroutine
 
 	commits atomic.Uint64 // batches committed, for benchmarks
 }
@@ -182,7 +185,7 @@ func open(ctx context.Context, set plugin.Settings, cfg *Config, o options) (*St
 	if err != nil {
 		lock.Close()
 		if pebble.IsCorruptionError(err) {
-			return nil, fmt.Errorf("storage.pebble: %s is corrupt: %w", dir, err)
+			return nil, fmt.Errorf("storage.pebble: %s is corrupt: %w: %w", dir, err, storage.ErrCorrupt)
 		}
 		return nil, fmt.Errorf("storage.pebble: open %s: %w", dir, err)
 	}
@@ -207,7 +210,7 @@ func open(ctx context.Context, set plugin.Settings, cfg *Config, o options) (*St
 	if err != nil {
 		return fail(fmt.Errorf("storage.pebble: %w", err))
 	}
-	log.Debug("opened", "first", s.bounds.first, "last", s.bounds.last, "sync", cfg.Sync)
+	log.Debug("opened", "first", s.bounds.First, "last", s.bounds.Last, "sync", cfg.Sync)
 	go s.run()
 	return s, nil
 }
@@ -271,25 +274,19 @@ func (s *Store) init() error {
 		if nonEmpty {
 			return errors.New("has keys but no format version: not a corral store")
 		}
-		if err := s.db.Set(keyFormat, binary.BigEndian.AppendUint32(nil, FormatVersion), pebble.Sync); err != nil {
+		if err := s.db.Set(keyFormat, logfmt.EncodeFormatVersion(FormatVersion), pebble.Sync); err != nil {
 			return err
 		}
+		s.format = FormatVersion
 	case err != nil:
-		return err
+		return corruption(err)
 	default:
-		ver, n := uint32(0), len(v)
-		if n == 4 {
-			ver = binary.BigEndian.Uint32(v)
-		}
+		ver, err := logfmt.DecodeFormatVersion(v, FormatVersion)
 		closer.Close()
-		switch {
-		case n != 4:
-			return fmt.Errorf("format version record is %d bytes: %w", n, errCorrupt)
-		case ver > FormatVersion:
-			return fmt.Errorf("format version %d is newer than this build supports (%d); upgrade corral", ver, FormatVersion)
-		case ver == 0:
-			return fmt.Errorf("format version 0: %w", errCorrupt)
+		if err != nil {
+			return err
 		}
+		s.format = ver
 	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixLog}, UpperBound: []byte{prefixLog + 1}})
 	if err != nil {
@@ -303,11 +300,24 @@ func (s *Store) init() error {
 	it.Last()
 	k1 := it.Key()
 	if len(k0) != 9 || len(k1) != 9 {
-		return fmt.Errorf("log key of %d bytes: %w", len(k0), errCorrupt)
+		return fmt.Errorf("log key of %d bytes: %w", len(k0), storage.ErrCorrupt)
 	}
-	s.bounds = bounds{binary.BigEndian.Uint64(k0[1:]), binary.BigEndian.Uint64(k1[1:])}
-	return it.Error()
+	s.bounds = logfmt.Bounds{First: binary.BigEndian.Uint64(k0[1:]), Last: binary.BigEndian.Uint64(k1[1:])}
+	return corruption(it.Error())
 }
+
+// corruption marks pebble's own corruption errors (a block or WAL record
+// failing its checksum) with storage.ErrCorrupt.
+func corruption(err error) error {
+	if err != nil && pebble.IsCorruptionError(err) && !errors.Is(err, storage.ErrCorrupt) {
+		return fmt.Errorf("%w: %w", err, storage.ErrCorrupt)
+	}
+	return err
+}
+
+// FormatVersion returns the layout version of the open store (which
+// offline tools show; it may be older than the package's FormatVersion).
+func (s *Store) FormatVersion() uint32 { return s.format }
 
 // Path returns the store's directory.
 func (s *Store) Path() string { return s.dir }
@@ -320,19 +330,19 @@ func (s *Store) Snapshots() storage.SnapshotStore { return s.snaps }
 
 func (s *Store) FirstIndex() (uint64, error) {
 	b, err := s.getBounds()
-	return b.first, err
+	return b.First, err
 }
 
 func (s *Store) LastIndex() (uint64, error) {
 	b, err := s.getBounds()
-	return b.last, err
+	return b.Last, err
 }
 
-func (s *Store) getBounds() (bounds, error) {
+func (s *Store) getBounds() (logfmt.Bounds, error) {
 	s.closeMu.RLock()
 	defer s.closeMu.RUnlock()
 	if s.closed {
-		return bounds{}, storage.ErrClosed
+		return logfmt.Bounds{}, storage.ErrClosed
 	}
 	s.boundsMu.RLock()
 	defer s.boundsMu.RUnlock()
@@ -349,7 +359,7 @@ func (s *Store) read(fn func() error) error {
 	}
 	err := fn()
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
-		err = fmt.Errorf("storage.pebble: %s: %w", s.dir, err)
+		err = fmt.Errorf("storage.pebble: %s: %w", s.dir, corruption(err))
 	}
 	return err
 }
@@ -365,7 +375,7 @@ func (s *Store) Entry(index uint64) (storage.LogEntry, error) {
 			return err
 		}
 		defer closer.Close()
-		e, err = decodeEntry(index, v)
+		e, err = logfmt.DecodeEntry(index, v)
 		return err
 	})
 	return e, err
@@ -396,11 +406,11 @@ func (s *Store) Entries(lo, hi, maxBytes uint64) ([]storage.LogEntry, error) {
 				return fmt.Errorf("storage.pebble: log entry %d: %w", i, storage.ErrNotFound)
 			}
 			v := it.Value()
-			size := uint64(max(len(v)-13, 0))
+			size := logfmt.EntryDataLen(v)
 			if maxBytes > 0 && len(out) > 0 && total+size > maxBytes {
 				return nil
 			}
-			e, err := decodeEntry(i, v)
+			e, err := logfmt.DecodeEntry(i, v)
 			if err != nil {
 				return err
 			}
@@ -427,10 +437,27 @@ func (s *Store) State(key string) ([]byte, error) {
 			return err
 		}
 		defer closer.Close()
-		out, err = decodeState(key, v)
+		out, err = logfmt.DecodeState(key, v)
 		return err
 	})
 	return out, err
+}
+
+// StateKeys implements storage.StateLister, in key order.
+func (s *Store) StateKeys() ([]string, error) {
+	var keys []string
+	err := s.read(func() error {
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixState}, UpperBound: []byte{prefixState + 1}})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		for valid := it.First(); valid; valid = it.Next() {
+			keys = append(keys, string(it.Key()[1:]))
+		}
+		return it.Error()
+	})
+	return keys, err
 }
 
 // Write queues the batch for the writer goroutine and waits for its commit.
@@ -498,16 +525,16 @@ func (s *Store) run() {
 // answers rejected ones at once, and commits the rest together.
 func (s *Store) commit(group []*request) {
 	next := s.bounds
-	plans := make([]plan, 0, len(group))
+	plans := make([]logfmt.Plan, 0, len(group))
 	accepted := make([]*request, 0, len(group))
 	for _, r := range group {
-		var p plan
+		var p logfmt.Plan
 		if r.compact {
-			p, next = next.applyCompact(r.upTo)
+			p, next = next.ApplyCompact(r.upTo)
 		} else {
-			var nb bounds
+			var nb logfmt.Bounds
 			var err error
-			if p, nb, err = next.applyBatch(r.batch); err != nil {
+			if p, nb, err = next.ApplyBatch(r.batch); err != nil {
 				r.done <- fmt.Errorf("storage.pebble: %w", err)
 				continue
 			}
@@ -516,7 +543,7 @@ func (s *Store) commit(group []*request) {
 		plans = append(plans, p)
 		accepted = append(accepted, r)
 	}
-	if !slices.ContainsFunc(plans, func(p plan) bool { return !p.noop() }) {
+	if !slices.ContainsFunc(plans, func(p logfmt.Plan) bool { return !p.Noop() }) {
 		for _, r := range accepted {
 			r.done <- nil
 		}
@@ -542,24 +569,24 @@ func (s *Store) commit(group []*request) {
 	}
 }
 
-func (s *Store) apply(plans []plan) error {
+func (s *Store) apply(plans []logfmt.Plan) error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	// Operations in a batch apply in order, so entries set after a range
 	// deletion over the same indexes survive it.
 	for _, p := range plans {
-		if !p.del.empty() {
-			if err := b.DeleteRange(logKey(p.del.lo), logKeyAfter(p.del.hi), nil); err != nil {
+		if !p.Delete.Empty() {
+			if err := b.DeleteRange(logKey(p.Delete.Lo), logKeyAfter(p.Delete.Hi), nil); err != nil {
 				return err
 			}
 		}
-		for _, e := range p.ents {
-			if err := b.Set(logKey(e.Index), encodeEntry(e), nil); err != nil {
+		for _, e := range p.Entries {
+			if err := b.Set(logKey(e.Index), logfmt.EncodeEntry(e), nil); err != nil {
 				return err
 			}
 		}
-		for k, v := range p.st {
-			if err := b.Set(stateKey(k), encodeState(k, v), nil); err != nil {
+		for k, v := range p.State {
+			if err := b.Set(stateKey(k), logfmt.EncodeState(k, v), nil); err != nil {
 				return err
 			}
 		}
@@ -640,8 +667,9 @@ func (l logger) Fatalf(format string, args ...any) {
 }
 
 var (
-	_ storage.Store   = (*Store)(nil)
-	_ storage.Sizer   = (*Store)(nil)
-	_ storage.Factory = factory{}
-	_ pebble.Logger   = logger{}
+	_ storage.Store       = (*Store)(nil)
+	_ storage.Sizer       = (*Store)(nil)
+	_ storage.StateLister = (*Store)(nil)
+	_ storage.Factory     = factory{}
+	_ pebble.Logger       = logger{}
 )

@@ -49,6 +49,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "config":
 		return configCmd(args, stdout, stderr)
+	case "data":
+		return dataCmd(args, stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return 0

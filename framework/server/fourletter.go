@@ -253,7 +253,7 @@ func (s *Server) cons() string {
 	for _, a := range s.connections() {
 		op, _ := a.lastOp.Load().(string)
 		fmt.Fprintf(&b, " /%s[1](queued=0,recved=%d,sent=%d,sid=0x%x,lop=%s,est=%d,to=%d,lzxid=0x%x)\n",
-			a.conn.RemoteAddr(), a.received.Load(), a.sent.Load(), a.id, op, a.created.UnixMilli(),
+			a.conn.RemoteAddr(), a.received.Load(), a.sent.Load(), uint64(a.id), op, a.created.UnixMilli(),
 			s.sessionTimeout(a.id), a.lastZxid.Load())
 	}
 	b.WriteString("\n")
@@ -286,7 +286,7 @@ func (s *Server) wchc() string {
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i].id < ids[j].id })
 	for _, a := range ids {
-		fmt.Fprintf(&b, "0x%x\n", a.id)
+		fmt.Fprintf(&b, "0x%x\n", uint64(a.id))
 		for _, p := range byW[a] {
 			fmt.Fprintf(&b, "\t%s\n", p)
 		}
@@ -308,7 +308,7 @@ func (s *Server) wchp() string {
 		for _, w := range byP[p] {
 			if a, ok := w.(*attachment); ok && !seen[w] {
 				seen[w] = true
-				fmt.Fprintf(&b, "\t0x%x\n", a.id)
+				fmt.Fprintf(&b, "\t0x%x\n", uint64(a.id))
 			}
 		}
 	}
@@ -321,7 +321,7 @@ func (s *Server) dump() string {
 	ids := s.sessionIDs()
 	fmt.Fprintf(&b, "Session Sets (%d)/(%d):\n", len(ids), len(ids))
 	for _, id := range ids {
-		fmt.Fprintf(&b, "0x%x\n", id)
+		fmt.Fprintf(&b, "0x%x\n", uint64(id))
 	}
 	b.WriteString("ephemeral nodes dump:\n")
 	eph := s.tree.EphemeralSessions()
@@ -332,7 +332,7 @@ func (s *Server) dump() string {
 	}
 	sort.Slice(owners, func(i, j int) bool { return owners[i] < owners[j] })
 	for _, id := range owners {
-		fmt.Fprintf(&b, "0x%x:\n", id)
+		fmt.Fprintf(&b, "0x%x:\n", uint64(id))
 		for _, p := range eph[id] {
 			fmt.Fprintf(&b, "\t%s\n", p)
 		}

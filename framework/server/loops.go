@@ -49,7 +49,7 @@ func (s *Server) expiryLoop() {
 			}
 			ls.expiring.Store(true)
 			s.stats.expired.Add(1)
-			s.log.Info("session expired", "session", fmt.Sprintf("0x%x", id), "timeout_ms", ls.timeoutMs.Load())
+			s.log.Info("session expired", "session", fmt.Sprintf("0x%x", uint64(id)), "timeout_ms", ls.timeoutMs.Load())
 			id := id
 			s.propose(&txn.Txn{Kind: txn.CloseSession, Time: now, Origin: s.cfg.NodeID, Session: id}, func(err error) {
 				if err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -148,7 +149,7 @@ func (s *Server) Connect(ctx context.Context, req protocol.ConnectRequest, conn 
 	s.connMu.Unlock()
 	if old != nil {
 		// Takeover: the newest connection owns the session.
-		s.log.Debug("session moved to a new connection", "session", fmt.Sprintf("0x%x", id))
+		s.log.Debug("session moved to a new connection", "session", fmt.Sprintf("0x%x", uint64(id)))
 		old.serverClose()
 	}
 	s.live.touch(id, timeout, nowMs())
@@ -324,7 +325,7 @@ func (s *Server) proposalFailed(a *attachment, seq uint64, err error) {
 	if s.takePending(seq) == nil {
 		return // already applied and answered
 	}
-	s.log.Warn("write not committed; closing connection", "session", fmt.Sprintf("0x%x", a.id), "err", err)
+	s.log.Warn("write not committed; closing connection", "session", fmt.Sprintf("0x%x", uint64(a.id)), "err", err)
 	a.serverClose()
 }
 
@@ -334,7 +335,7 @@ func (a *attachment) sync(it *item) {
 	err := s.repl.ReadBarrier(ctx)
 	cancel()
 	if err != nil {
-		s.log.Warn("sync failed; closing connection", "session", fmt.Sprintf("0x%x", a.id), "err", err)
+		s.log.Warn("sync failed; closing connection", "session", fmt.Sprintf("0x%x", uint64(a.id)), "err", err)
 		a.serverClose()
 		return
 	}
@@ -484,11 +485,18 @@ func (a *attachment) execRead(xid int32, req op.Request) {
 		a.reply(xid, zxid, zkerr.OK, &op.EmptyResponse{OpCode: op.AddWatch})
 		return
 	case *op.WhoAmIRequest:
+		// ZooKeeper reports each provider's user name: for digest, the
+		// user without the hash.
 		ids := make([]znode.ID, 0, len(a.auth))
 		for _, id := range a.auth {
-			if id.Scheme != "super" {
-				ids = append(ids, id)
+			switch id.Scheme {
+			case "super":
+				continue
+			case "digest":
+				user, _, _ := strings.Cut(id.ID, ":")
+				id.ID = user
 			}
+			ids = append(ids, id)
 		}
 		a.reply(xid, zxid, zkerr.OK, &op.WhoAmIResponse{Clients: ids})
 		return

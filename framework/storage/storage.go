@@ -112,6 +112,21 @@ type Sizer interface {
 	DiskSize() (int64, error)
 }
 
+// StateLister is an optional capability of a Store: the keys of every
+// state value, sorted, so offline tools can show and check a store's state
+// without knowing which consensus plugin wrote it.
+type StateLister interface {
+	StateKeys() ([]string, error)
+}
+
+// SnapshotChecker is an optional capability of a SnapshotStore: one error
+// (wrapping ErrCorrupt and naming the snapshot) for each stored snapshot
+// that List leaves out because it is damaged, so verification can report
+// it rather than silently fall back to an older one.
+type SnapshotChecker interface {
+	Damaged() ([]error, error)
+}
+
 // Factory creates a Store from its config.
 type Factory interface {
 	plugin.Factory

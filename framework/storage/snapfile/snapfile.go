@@ -15,6 +15,10 @@
 // meta is: id length u16 | id | index u64 | term u64 | membership index u64 |
 // membership length u32 | membership. The version sits right after the magic
 // so a newer file is recognised before anything else is parsed.
+//
+// WriteFile and OpenFile write and read the same layout as a standalone
+// file anywhere (what `corral data export-snapshot` produces), so a file
+// copied out of a snapshot directory is also a valid export.
 package snapfile
 
 import (
@@ -48,11 +52,18 @@ const DefaultRetain = 2
 
 var (
 	// ErrCorrupt marks a snapshot file whose header, trailer or body does not
-	// match its checksums or structure.
-	ErrCorrupt = errors.New("snapfile: corrupt snapshot")
+	// match its checksums or structure. It wraps storage.ErrCorrupt.
+	ErrCorrupt error = corruptError{}
 	// ErrNewerVersion marks a snapshot written by a newer format version.
 	ErrNewerVersion = errors.New("snapfile: snapshot format too new")
 )
+
+// corruptError keeps the package's own message while matching
+// storage.ErrCorrupt in errors.Is.
+type corruptError struct{}
+
+func (corruptError) Error() string { return "snapfile: corrupt snapshot" }
+func (corruptError) Unwrap() error { return storage.ErrCorrupt }
 
 const (
 	magic        = "CORLSNAP"
@@ -139,7 +150,7 @@ func (s *Store) Create(meta storage.SnapshotMeta) (storage.SnapshotSink, error) 
 		return nil, fmt.Errorf("snapfile: create %s: %w", tmp, err)
 	}
 	k := &sink{
-		s: s, meta: meta, f: f, tmp: tmp, final: final,
+		s: s, dir: s.dir, meta: meta, f: f, tmp: tmp, final: final,
 		w:   bufio.NewWriterSize(f, bufSize),
 		crc: crc32.New(castagnoli),
 	}
@@ -148,6 +159,32 @@ func (s *Store) Create(meta storage.SnapshotMeta) (storage.SnapshotSink, error) 
 		return nil, fmt.Errorf("snapfile: write %s: %w", tmp, err)
 	}
 	return k, nil
+}
+
+// Damaged implements storage.SnapshotChecker: one error wrapping ErrCorrupt
+// for each snapshot file that List skips because its header or trailer is
+// damaged. A damaged body is found only by reading it (Open).
+func (s *Store) Damaged() ([]error, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("snapfile: read %s: %w", s.dir, err)
+	}
+	var bad []error
+	for _, e := range ents {
+		id, ok := strings.CutSuffix(e.Name(), snapSuffix)
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		if _, ok := parseID(id); !ok {
+			continue
+		}
+		if _, _, err := s.readMeta(id); errors.Is(err, ErrCorrupt) {
+			bad = append(bad, err)
+		}
+	}
+	return bad, nil
 }
 
 // List returns the complete snapshots, newest (highest index) first. A file
@@ -244,15 +281,7 @@ func (s *Store) Open(id string) (storage.SnapshotMeta, io.ReadCloser, error) {
 		f.Close()
 		return storage.SnapshotMeta{}, nil, err
 	}
-	r := &reader{
-		f:       f,
-		r:       bufio.NewReaderSize(io.NewSectionReader(f, t.bodyOff, meta.Size), bufSize),
-		crc:     crc32.New(castagnoli),
-		want:    meta.Size,
-		wantCRC: t.crc,
-		path:    path,
-	}
-	return meta, r, nil
+	return meta, newReader(f, path, meta, t), nil
 }
 
 func (s *Store) path(id string) string { return filepath.Join(s.dir, id+snapSuffix) }
@@ -300,6 +329,7 @@ func (s *Store) readMeta(id string) (storage.SnapshotMeta, trailer, error) {
 }
 
 // readMetaFile parses and checks the header and trailer of an open file.
+// A non-empty id must match the one in the header (the file's name).
 func readMetaFile(f *os.File, path, id string) (storage.SnapshotMeta, trailer, error) {
 	var meta storage.SnapshotMeta
 	corrupt := func(format string, args ...any) (storage.SnapshotMeta, trailer, error) {
@@ -342,7 +372,7 @@ func readMetaFile(f *os.File, path, id string) (storage.SnapshotMeta, trailer, e
 	if meta, err = decodeMeta(buf[:metaLen]); err != nil {
 		return corrupt("%v", err)
 	}
-	if meta.ID != id {
+	if id != "" && meta.ID != id {
 		return corrupt("header names snapshot %q", meta.ID)
 	}
 	var tr [trailerLen]byte
@@ -406,7 +436,8 @@ func decodeMeta(b []byte) (storage.SnapshotMeta, error) {
 // sink writes one snapshot. It is used by one goroutine at a time, like any
 // io.Writer.
 type sink struct {
-	s          *Store
+	s          *Store // nil for a standalone file (WriteFile)
+	dir        string // synced after the rename
 	meta       storage.SnapshotMeta
 	f          *os.File
 	tmp, final string
@@ -463,8 +494,11 @@ func (k *sink) Close() error {
 		os.Remove(k.tmp)
 		return fmt.Errorf("snapfile: commit %s: %w", k.final, err)
 	}
-	if err := syncDir(k.s.dir); err != nil {
+	if err := syncDir(k.dir); err != nil {
 		return err
+	}
+	if k.s == nil {
+		return nil
 	}
 	if err := k.s.prune(); err != nil {
 		k.s.log.Warn("pruning old snapshots failed", "err", err)
@@ -529,6 +563,17 @@ func syncDir(dir string) error {
 	return nil
 }
 
+func newReader(f *os.File, path string, meta storage.SnapshotMeta, t trailer) *reader {
+	return &reader{
+		f:       f,
+		r:       bufio.NewReaderSize(io.NewSectionReader(f, t.bodyOff, meta.Size), bufSize),
+		crc:     crc32.New(castagnoli),
+		want:    meta.Size,
+		wantCRC: t.crc,
+		path:    path,
+	}
+}
+
 // reader streams a body and checks it at EOF.
 type reader struct {
 	f       *os.File
@@ -563,4 +608,7 @@ func (r *reader) Read(p []byte) (int, error) {
 
 func (r *reader) Close() error { return r.f.Close() }
 
-var _ storage.SnapshotStore = (*Store)(nil)
+var (
+	_ storage.SnapshotStore   = (*Store)(nil)
+	_ storage.SnapshotChecker = (*Store)(nil)
+)

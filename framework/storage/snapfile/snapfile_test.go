@@ -214,8 +214,12 @@ func TestCorruptBodyDetectedAtEOF(t *testing.T) {
 		t.Fatalf("List = %+v", list)
 	}
 	_, got, err := readAll(s, id)
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), path) {
-		t.Fatalf("read err = %v, want ErrCorrupt naming %s", err, path)
+	if !errors.Is(err, ErrCorrupt) || !errors.Is(err, storage.ErrCorrupt) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("read err = %v, want ErrCorrupt (and storage.ErrCorrupt) naming %s", err, path)
+	}
+	// Only the header and trailer are checked without reading the body.
+	if bad, err := s.Damaged(); err != nil || len(bad) != 0 {
+		t.Fatalf("Damaged = %v, %v; want none", bad, err)
 	}
 	if len(got) != len(data) {
 		t.Fatalf("streamed %d bytes before the error, want %d", len(got), len(data))
@@ -250,8 +254,14 @@ func TestDamagedHeaderOrTrailerSkippedByList(t *testing.T) {
 				t.Fatalf("List = %+v, %v; want only %s", list, err, good)
 			}
 			_, _, err = s.Open(bad)
-			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), path) {
-				t.Fatalf("Open = %v, want ErrCorrupt naming %s", err, path)
+			if !errors.Is(err, ErrCorrupt) || !errors.Is(err, storage.ErrCorrupt) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("Open = %v, want ErrCorrupt (and storage.ErrCorrupt) naming %s", err, path)
+			}
+			// What List skips, Damaged reports.
+			damaged, err := s.Damaged()
+			if err != nil || len(damaged) != 1 || !errors.Is(damaged[0], storage.ErrCorrupt) ||
+				!strings.Contains(damaged[0].Error(), path) {
+				t.Fatalf("Damaged = %v, %v; want one error wrapping storage.ErrCorrupt naming %s", damaged, err, path)
 			}
 		})
 	}
