@@ -194,7 +194,7 @@ type attachment struct {
 
 	received atomic.Int64
 	sent     atomic.Int64
-	active   atomic.Bool // heard from since the last touch report
+	active   atomic.Bool  // heard from since the last touch report
 	lastOp   atomic.Value // string
 	lastZxid atomic.Int64
 }
