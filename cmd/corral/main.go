@@ -13,6 +13,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -86,6 +89,7 @@ func version() string {
 
 type loadFlags struct {
 	config, zooCfg, dataDir, listen, logLevel string
+	pprof                                     string
 }
 
 func (lf *loadFlags) register(fs *flag.FlagSet) {
@@ -94,6 +98,7 @@ func (lf *loadFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&lf.dataDir, "data-dir", "", "data directory (overrides data_dir)")
 	fs.StringVar(&lf.listen, "listen", "", "client address for the native protocol (replaces the protocol list)")
 	fs.StringVar(&lf.logLevel, "log-level", "", "debug, info, warn or error")
+	fs.StringVar(&lf.pprof, "pprof", "", "serve Go's net/http/pprof on this address (debugging)")
 }
 
 func (lf *loadFlags) load(stderr io.Writer) (*config.Config, error) {
@@ -152,6 +157,15 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	log := newLogger(cfg.Log, stderr)
 	slog.SetDefault(log)
+	if lf.pprof != "" {
+		ln, err := net.Listen("tcp", lf.pprof)
+		if err != nil {
+			fmt.Fprintf(stderr, "corral: pprof: %v\n", err)
+			return 1
+		}
+		log.Info("pprof listening", "addr", ln.Addr().String())
+		go http.Serve(ln, nil)
+	}
 	srv, err := server.New(cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "corral: %v\n", err)
