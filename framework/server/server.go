@@ -128,8 +128,10 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.repl = repl
 	s.async, _ = repl.(consensus.AsyncProposer)
-	s.bg.Add(1)
-	go s.proposeLoop()
+	if s.async == nil {
+		s.bg.Add(1)
+		go s.proposeLoop()
+	}
 	if err := repl.Start(ctx); err != nil {
 		store.Close()
 		return fmt.Errorf("consensus (%s): start: %w", s.cfg.Consensus.Type, err)
@@ -245,13 +247,18 @@ func withLogger(set plugin.Settings, kind, name string) plugin.Settings {
 }
 
 // propose hands a transaction to consensus; done runs once with the
-// outcome. It never blocks: proposals go through one ordered queue, so the
-// order of calls (per session, the order of its requests) is the order
-// they reach consensus, and no lock holder ever waits on replication.
+// outcome. It never blocks: AsyncProposer queues by contract, and for a
+// blocking-only plugin proposals go through one ordered queue. Either way
+// the order of calls (per session, the order of its requests) is the order
+// they reach consensus, and no lock holder waits on replication.
 func (s *Server) propose(t *txn.Txn, done func(error)) {
 	data, err := txn.Encode(t)
 	if err != nil {
 		go done(zkerr.Newf(zkerr.MarshallingError, "", "%v", err))
+		return
+	}
+	if s.async != nil {
+		s.async.ProposeAsync(data, done)
 		return
 	}
 	s.propMu.Lock()
@@ -268,6 +275,7 @@ type proposal struct {
 	done func(error)
 }
 
+// proposeLoop serves plugins without AsyncProposer, one proposal at a time.
 func (s *Server) proposeLoop() {
 	defer s.bg.Done()
 	for {
@@ -285,11 +293,6 @@ func (s *Server) proposeLoop() {
 				break
 			}
 			for _, p := range batch {
-				if s.async != nil {
-					s.async.ProposeAsync(p.data, p.done)
-					continue
-				}
-				// Blocking-only plugins get one proposal at a time.
 				p.done(s.repl.Propose(context.Background(), p.data))
 			}
 		}
