@@ -212,3 +212,38 @@ func TestRestartKeepsData(t *testing.T) {
 		t.Fatalf("tree digest %x after restart, %x before", got, digest)
 	}
 }
+
+// The super user configured by digest passes every ACL, as with ZooKeeper's
+// DigestAuthenticationProvider.superDigest.
+func TestSuperDigest(t *testing.T) {
+	srv := corraltest.Start(t, corraltest.Options{Overrides: map[string]any{
+		"super_digest": "super:D/InIHSb7yEEbrWz8b9l71RjZJU=", // digest of super:test
+	}})
+	owner := conformance.Connect(t, []string{srv.Addr})
+	owner.AddAuth("digest", []byte("alice:pw"))
+	if _, err := owner.Create("/locked", []byte("x"), 0, zk.DigestACL(zk.PermAll, "alice", "pw")); err != nil {
+		t.Fatal(err)
+	}
+	admin := conformance.Connect(t, []string{srv.Addr})
+	if _, _, err := admin.Get("/locked"); err != zk.ErrNoAuth {
+		t.Fatalf("before super auth: %v", err)
+	}
+	if err := admin.AddAuth("digest", []byte("super:test")); err != nil {
+		t.Fatal(err)
+	}
+	if data, _, err := admin.Get("/locked"); err != nil || string(data) != "x" {
+		t.Fatalf("super read: %q %v", data, err)
+	}
+	if err := admin.Delete("/locked", -1); err != nil {
+		t.Fatalf("super delete: %v", err)
+	}
+	// A wrong super password is just another digest identity.
+	other := conformance.Connect(t, []string{srv.Addr})
+	other.AddAuth("digest", []byte("super:wrong"))
+	if _, err := other.Create("/x", nil, 0, zk.DigestACL(zk.PermRead, "alice", "pw")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := other.Get("/x"); err != zk.ErrNoAuth {
+		t.Fatalf("wrong super password read: %v", err)
+	}
+}
