@@ -238,9 +238,14 @@ func (s *Server) conf() string {
 	fmt.Fprintf(&b, "maxSessionTimeout=%d\n", s.cfg.MaxSessionTimeout.Milliseconds())
 	fmt.Fprintf(&b, "clientPortListenBacklog=-1\n")
 	fmt.Fprintf(&b, "serverId=%d\n", s.cfg.NodeID)
+	anyVoter := false
 	for _, m := range s.cfg.Members {
+		anyVoter = anyVoter || m.Voter
+	}
+	for _, m := range s.cfg.Members {
+		// As in consensus plugins: with no member marked, all vote.
 		role := "participant"
-		if !m.Voter {
+		if anyVoter && !m.Voter {
 			role = "observer"
 		}
 		fmt.Fprintf(&b, "server.%d=%s:%s;%s\n", m.ID, m.PeerAddr, role, m.ClientAddr)

@@ -133,7 +133,7 @@ func (s *Server) Start(ctx context.Context) error {
 		go s.proposeLoop()
 	}
 	if err := repl.Start(ctx); err != nil {
-		store.Close()
+		s.Shutdown(context.Background())
 		return fmt.Errorf("consensus (%s): start: %w", s.cfg.Consensus.Type, err)
 	}
 	if err := s.catchUp(ctx); err != nil {
