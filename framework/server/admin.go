@@ -44,7 +44,7 @@ type SnapshotSession struct {
 	TimeoutMs int32
 }
 
-// maxSnapshotPassword matches Restore's limit.
+// maxSnapshotPassword bounds a session password read from a snapshot.
 const maxSnapshotPassword = 1024
 
 // ReadSnapshotHeader reads the header of a snapshot body written by
@@ -52,18 +52,29 @@ const maxSnapshotPassword = 1024
 // tree.ReadSnapshot decodes node by node. It reads exactly the header's
 // bytes, so r can be shared with what reads the rest.
 func ReadSnapshotHeader(r io.Reader) (SnapshotHeader, error) {
+	h, sessions, err := readSnapshotHeader(r)
+	for _, si := range sessions {
+		h.Sessions = append(h.Sessions, SnapshotSession{ID: si.ID, TimeoutMs: si.TimeoutMs})
+	}
+	return h, err
+}
+
+// readSnapshotHeader is shared by Restore and ReadSnapshotHeader; it keeps
+// the passwords, which only Restore needs.
+func readSnapshotHeader(r io.Reader) (SnapshotHeader, []sessionInfo, error) {
 	var h SnapshotHeader
+	var sessions []sessionInfo
 	var fixed [len(snapMagic) + 4 + 8 + 8 + 4]byte
 	if _, err := io.ReadFull(r, fixed[:]); err != nil {
-		return h, fmt.Errorf("%w: header: %w", ErrBadSnapshot, err)
+		return h, nil, fmt.Errorf("%w: header: %w", ErrBadSnapshot, err)
 	}
 	if string(fixed[:len(snapMagic)]) != snapMagic {
-		return h, fmt.Errorf("%w: not a Corral state-machine snapshot (magic %q)", ErrBadSnapshot, fixed[:len(snapMagic)])
+		return h, nil, fmt.Errorf("%w: not a Corral state-machine snapshot (magic %q)", ErrBadSnapshot, fixed[:len(snapMagic)])
 	}
 	b := fixed[len(snapMagic):]
 	h.Version = binary.BigEndian.Uint32(b)
 	if h.Version != snapVersion {
-		return h, fmt.Errorf("%w: format version %d, this build reads %d", ErrBadSnapshot, h.Version, snapVersion)
+		return h, nil, fmt.Errorf("%w: format version %d, this build reads %d", ErrBadSnapshot, h.Version, snapVersion)
 	}
 	h.Zxid = int64(binary.BigEndian.Uint64(b[4:]))
 	h.Index = binary.BigEndian.Uint64(b[12:])
@@ -71,19 +82,21 @@ func ReadSnapshotHeader(r io.Reader) (SnapshotHeader, error) {
 	for i := uint32(0); i < n; i++ {
 		var rec [16]byte
 		if _, err := io.ReadFull(r, rec[:]); err != nil {
-			return h, fmt.Errorf("%w: session %d of %d: %w", ErrBadSnapshot, i, n, err)
+			return h, nil, fmt.Errorf("%w: session %d of %d: %w", ErrBadSnapshot, i, n, err)
 		}
 		pwLen := binary.BigEndian.Uint32(rec[12:])
 		if pwLen > maxSnapshotPassword {
-			return h, fmt.Errorf("%w: session %d of %d: password length %d", ErrBadSnapshot, i, n, pwLen)
+			return h, nil, fmt.Errorf("%w: session %d of %d: password length %d", ErrBadSnapshot, i, n, pwLen)
 		}
-		if _, err := io.CopyN(io.Discard, r, int64(pwLen)); err != nil {
-			return h, fmt.Errorf("%w: session %d of %d: %w", ErrBadSnapshot, i, n, err)
+		pw := make([]byte, pwLen)
+		if _, err := io.ReadFull(r, pw); err != nil {
+			return h, nil, fmt.Errorf("%w: session %d of %d: %w", ErrBadSnapshot, i, n, err)
 		}
-		h.Sessions = append(h.Sessions, SnapshotSession{
+		sessions = append(sessions, sessionInfo{
 			ID:        int64(binary.BigEndian.Uint64(rec[:])),
 			TimeoutMs: int32(binary.BigEndian.Uint32(rec[8:])),
+			Password:  pw,
 		})
 	}
-	return h, nil
+	return h, sessions, nil
 }

@@ -3,7 +3,6 @@ package server
 import (
 	"bufio"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -222,36 +221,14 @@ func (sn *smSnapshot) Release() {}
 // Restore implements consensus.StateMachine: all state is replaced.
 func (s *Server) Restore(r io.Reader) error {
 	br := bufio.NewReaderSize(r, 64<<10)
-	var fixed [len(snapMagic) + 4 + 8 + 8 + 4]byte
-	if _, err := io.ReadFull(br, fixed[:]); err != nil {
-		return fmt.Errorf("snapshot header: %w", err)
+	h, list, err := readSnapshotHeader(br)
+	if err != nil {
+		return err
 	}
-	if string(fixed[:len(snapMagic)]) != snapMagic {
-		return errors.New("snapshot: not a Corral state-machine snapshot")
-	}
-	b := fixed[len(snapMagic):]
-	if v := binary.BigEndian.Uint32(b); v != snapVersion {
-		return fmt.Errorf("snapshot: format version %d, this build reads %d", v, snapVersion)
-	}
-	zxid := int64(binary.BigEndian.Uint64(b[4:]))
-	index := binary.BigEndian.Uint64(b[12:])
-	n := binary.BigEndian.Uint32(b[20:])
-	sessions := map[int64]*sessionInfo{}
-	for i := uint32(0); i < n; i++ {
-		var rec [16]byte
-		if _, err := io.ReadFull(br, rec[:]); err != nil {
-			return fmt.Errorf("snapshot sessions: %w", err)
-		}
-		pwLen := binary.BigEndian.Uint32(rec[12:])
-		if pwLen > 1024 {
-			return fmt.Errorf("snapshot sessions: password length %d", pwLen)
-		}
-		pw := make([]byte, pwLen)
-		if _, err := io.ReadFull(br, pw); err != nil {
-			return fmt.Errorf("snapshot sessions: %w", err)
-		}
-		id := int64(binary.BigEndian.Uint64(rec[:]))
-		sessions[id] = &sessionInfo{ID: id, TimeoutMs: int32(binary.BigEndian.Uint32(rec[8:])), Password: pw}
+	zxid, index := h.Zxid, h.Index
+	sessions := make(map[int64]*sessionInfo, len(list))
+	for i := range list {
+		sessions[list[i].ID] = &list[i]
 	}
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
