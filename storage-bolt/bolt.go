@@ -376,8 +376,24 @@ func (s *Store) Write(ctx context.Context, b storage.Batch) error {
 
 // CompactPrefix deletes entries <= upTo, ordered with the Writes around it.
 func (s *Store) CompactPrefix(upTo uint64) error {
+	// Delete in bounded steps: one transaction deleting a long prefix would
+	// hold the writer (and every append behind it) for its whole length.
+	first, err := s.FirstIndex()
+	if err != nil {
+		return err
+	}
+	for first != 0 && first+compactStep <= upTo {
+		step := first + compactStep - 1
+		if err := s.submit(context.Background(), &request{compact: true, upTo: step, done: make(chan error, 1)}); err != nil {
+			return err
+		}
+		first = step + 1
+	}
 	return s.submit(context.Background(), &request{compact: true, upTo: upTo, done: make(chan error, 1)})
 }
+
+// compactStep is how many entries one compaction transaction deletes.
+const compactStep = 2048
 
 func (s *Store) submit(ctx context.Context, r *request) error {
 	if err := ctx.Err(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"runtime"
 	"sort"
 
 	"github.com/corral-dev/corral/framework/consensus"
@@ -189,8 +190,20 @@ func (s *Server) Snapshot() (consensus.Snapshot, error) {
 	return snap, nil
 }
 
+// politeWriter yields the processor after every chunk. A snapshot stream
+// is long CPU-bound work; without yielding it keeps a processor for whole
+// scheduler slices while request goroutines wait behind it, which is what
+// raises write latency during a snapshot on a small machine.
+type politeWriter struct{ w io.Writer }
+
+func (p politeWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	runtime.Gosched()
+	return n, err
+}
+
 func (sn *smSnapshot) WriteTo(w io.Writer) (int64, error) {
-	bw := bufio.NewWriterSize(w, 64<<10)
+	bw := bufio.NewWriterSize(politeWriter{w}, 32<<10)
 	var hdr []byte
 	hdr = append(hdr, snapMagic...)
 	hdr = binary.BigEndian.AppendUint32(hdr, snapVersion)
