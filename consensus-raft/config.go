@@ -56,6 +56,17 @@ type Config struct {
 	TransportTimeout time.Duration `koanf:"transport_timeout"`
 	// TransportMaxPool is how many idle connections are kept per peer.
 	TransportMaxPool int `koanf:"transport_max_pool"`
+	// ForwardTimeout bounds a proposal or read barrier made on a follower:
+	// waiting for a leader to be known and reachable, the leader's answer,
+	// and (for proposals) the local apply. A proposal that was never sent
+	// fails with ErrNotLeader; one that was sent, with ErrUnknownOutcome.
+	// On the leader it bounds how long an asynchronous proposal may queue
+	// before it is handed to raft.
+	ForwardTimeout time.Duration `koanf:"forward_timeout"`
+	// ForwardReadConns is how many connections a follower keeps to the
+	// leader for read barriers. Proposals always travel on one connection
+	// of their own, which keeps them in order.
+	ForwardReadConns int `koanf:"forward_read_conns"`
 	// LogCacheSize is how many recent entries are kept decoded in memory to
 	// serve replication without reading storage (0 disables the cache).
 	LogCacheSize int `koanf:"log_cache_size"`
@@ -90,6 +101,8 @@ func DefaultConfig() *Config {
 		TrailingLogs:      10240,
 		TransportTimeout:  5 * time.Second,
 		TransportMaxPool:  3,
+		ForwardTimeout:    5 * time.Second,
+		ForwardReadConns:  1,
 		LogCacheSize:      1024,
 		LogLevel:          "info",
 	}
@@ -124,6 +137,12 @@ func (c *Config) Validate() error {
 	}
 	if c.TransportMaxPool < 1 {
 		errs = append(errs, fmt.Errorf("transport_max_pool: %d must be positive", c.TransportMaxPool))
+	}
+	if c.ForwardTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("forward_timeout: %s must be positive", c.ForwardTimeout))
+	}
+	if c.ForwardReadConns < 1 || c.ForwardReadConns > 64 {
+		errs = append(errs, fmt.Errorf("forward_read_conns: %d is not in 1-64", c.ForwardReadConns))
 	}
 	if c.LogCacheSize < 0 {
 		errs = append(errs, fmt.Errorf("log_cache_size: %d is negative", c.LogCacheSize))

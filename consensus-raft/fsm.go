@@ -13,20 +13,25 @@ import (
 
 // fsm adapts the framework's StateMachine to raft.FSM (and BatchingFSM).
 // Besides applying commands it tracks the index and term of the last entry
-// raft handed to it, which ReadBarrier waits on: raft's own AppliedIndex
-// moves when entries are queued for the FSM, not when they are applied.
+// raft handed to it, which ReadBarrier and forwarded proposals wait on:
+// raft's own AppliedIndex moves when entries are queued for the FSM, not
+// when they are applied. raft hands it commands and configuration entries
+// only (no-ops and barriers never reach an FSM), so index is always one of
+// those, or a barrier's index recorded by the leader's own ReadBarrier.
 type fsm struct {
 	sm consensus.StateMachine
 
 	mu      sync.Mutex
-	index   uint64 // last entry applied (or covered by a restore or barrier)
-	term    uint64 // its term; 0 when unknown (after a restore)
-	waiters []applyWaiter
+	index   uint64         // last entry applied (or covered by a restore or barrier)
+	term    uint64         // its term; 0 when unknown (after a restore)
+	waiters []*applyWaiter // sorted by index
+	closed  error          // set by close: waiters fail with it
 }
 
+// applyWaiter is a callback for when index is applied.
 type applyWaiter struct {
 	index uint64
-	ch    chan struct{}
+	fn    func(error)
 }
 
 func newFSM(sm consensus.StateMachine) *fsm { return &fsm{sm: sm} }
@@ -62,32 +67,37 @@ func (f *fsm) advance(index, term uint64) {
 	if index > f.index {
 		f.index, f.term = index, term
 	}
-	f.wakeLocked()
+	ready := f.readyLocked()
 	f.mu.Unlock()
+	for _, w := range ready {
+		w.fn(nil)
+	}
 }
 
 // set replaces the applied position after a restore.
 func (f *fsm) set(index, term uint64) {
 	f.mu.Lock()
 	f.index, f.term = index, term
-	f.wakeLocked()
+	ready := f.readyLocked()
 	f.mu.Unlock()
+	for _, w := range ready {
+		w.fn(nil)
+	}
 }
 
-func (f *fsm) wakeLocked() {
-	if len(f.waiters) == 0 {
-		return
+// readyLocked removes and returns the waiters index has reached. They are
+// a prefix of the sorted list, so this is cheap with many waiters.
+func (f *fsm) readyLocked() []*applyWaiter {
+	n := 0
+	for n < len(f.waiters) && f.waiters[n].index <= f.index {
+		n++
 	}
-	kept := f.waiters[:0]
-	for _, w := range f.waiters {
-		if w.index <= f.index {
-			close(w.ch)
-		} else {
-			kept = append(kept, w)
-		}
+	if n == 0 {
+		return nil
 	}
-	clear(f.waiters[len(kept):])
-	f.waiters = kept
+	ready := f.waiters[:n:n]
+	f.waiters = f.waiters[n:]
+	return ready
 }
 
 // applied returns the last applied index and its term.
@@ -97,29 +107,71 @@ func (f *fsm) applied() (index, term uint64) {
 	return f.index, f.term
 }
 
-// waitApplied returns once index is applied, or with ctx's or stop's end.
-func (f *fsm) waitApplied(ctx context.Context, index uint64, stop <-chan struct{}) error {
+// onApplied calls fn(nil) once index is applied, at once if it already is,
+// or fn(err) when the fsm is closed first. fn runs on raft's FSM goroutine
+// (or the caller's) and must not block. The result cancels the wait.
+func (f *fsm) onApplied(index uint64, fn func(error)) *applyWaiter {
 	f.mu.Lock()
-	if f.index >= index {
+	if err := f.closed; err != nil {
 		f.mu.Unlock()
+		fn(err)
 		return nil
 	}
-	ch := make(chan struct{})
-	f.waiters = append(f.waiters, applyWaiter{index, ch})
-	f.mu.Unlock()
-	var err error
-	select {
-	case <-ch:
+	if index <= f.index {
+		f.mu.Unlock()
+		fn(nil)
 		return nil
-	case <-ctx.Done():
-		err = ctx.Err()
-	case <-stop:
-		err = consensus.ErrStopped
+	}
+	w := &applyWaiter{index, fn}
+	// Waiters mostly arrive in index order: search from the end.
+	i := len(f.waiters)
+	for i > 0 && f.waiters[i-1].index > index {
+		i--
+	}
+	f.waiters = slices.Insert(f.waiters, i, w)
+	f.mu.Unlock()
+	return w
+}
+
+// cancel drops a waiter that has not fired; its fn is not called.
+func (f *fsm) cancel(w *applyWaiter) {
+	if w == nil {
+		return
 	}
 	f.mu.Lock()
-	f.waiters = slices.DeleteFunc(f.waiters, func(w applyWaiter) bool { return w.ch == ch })
+	if i := slices.Index(f.waiters, w); i >= 0 {
+		f.waiters = slices.Delete(f.waiters, i, i+1)
+	}
 	f.mu.Unlock()
-	return err
+}
+
+// close fails every waiter, present and future, with err.
+func (f *fsm) close(err error) {
+	f.mu.Lock()
+	if f.closed != nil {
+		f.mu.Unlock()
+		return
+	}
+	f.closed = err
+	ws := f.waiters
+	f.waiters = nil
+	f.mu.Unlock()
+	for _, w := range ws {
+		w.fn(err)
+	}
+}
+
+// waitApplied returns once index is applied, or with ctx's end or close.
+func (f *fsm) waitApplied(ctx context.Context, index uint64) error {
+	ch := make(chan error, 1)
+	w := f.onApplied(index, func(err error) { ch <- err })
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		f.cancel(w)
+		return ctx.Err()
+	}
 }
 
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {

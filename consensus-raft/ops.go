@@ -48,7 +48,9 @@ func futureResult(f raft.Future) <-chan error {
 	return ch
 }
 
-// Propose replicates data and returns once it is applied locally.
+// Propose replicates data and returns once it is applied locally. On a
+// follower it is forwarded to the leader (through the same ordered queue
+// as ProposeAsync) and returns once this member has applied it too.
 func (r *Replicator) Propose(ctx context.Context, data []byte) error {
 	ra, err := r.running()
 	if err != nil {
@@ -57,13 +59,13 @@ func (r *Replicator) Propose(ctx context.Context, data []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// Cheap early answer; raft re-checks on its own loop.
-	if ra.State() != raft.Leader {
-		return consensus.ErrNotLeader
-	}
 	// raft keeps the slice (in its log cache, to replicate to lagging
 	// followers) after we return; the caller may reuse it.
-	return r.awaitProposal(ctx, ra.Apply(bytes.Clone(data), enqueueTimeout(ctx)))
+	data = bytes.Clone(data)
+	if ra.State() != raft.Leader {
+		return r.fw.propose(ctx, data)
+	}
+	return r.awaitProposal(ctx, ra.Apply(data, enqueueTimeout(ctx)))
 }
 
 // awaitProposal waits for an apply future. Once the entry may be in the log
@@ -143,8 +145,9 @@ func (r *Replicator) awaitOp(ctx context.Context, f raft.Future) error {
 // The commit index is only trustworthy once this leader has applied an entry
 // of its own term (before that it may lag what the previous leader
 // committed), so until then the barrier falls back to raft.Barrier, which
-// appends an entry and waits until it is applied. On a follower it returns
-// ErrNotLeader; forwarding to the leader is the framework's job.
+// appends an entry and waits until it is applied. On a follower the leader
+// does the same on its behalf (Replicator.readIndex) and the follower waits
+// until it has applied the index the leader answered.
 func (r *Replicator) ReadBarrier(ctx context.Context) error {
 	ra, err := r.running()
 	if err != nil {
@@ -154,8 +157,16 @@ func (r *Replicator) ReadBarrier(ctx context.Context) error {
 		return err
 	}
 	if ra.State() != raft.Leader {
-		return consensus.ErrNotLeader
+		return r.fw.readBarrier(ctx)
 	}
+	return r.leaderReadBarrier(ctx, ra)
+}
+
+// leaderReadBarrier is ReadBarrier on the leader. It waits for the last
+// command at or below the commit index rather than the commit index itself:
+// no-ops and barriers (the nudges of serve.go among them) never reach the
+// state machine, so the applied index may stop short of them.
+func (r *Replicator) leaderReadBarrier(ctx context.Context, ra *raft.Raft) error {
 	term := ra.CurrentTerm()
 	if _, appliedTerm := r.fsm.applied(); appliedTerm == term {
 		// Only the leader of term makes entries of term, so having applied
@@ -168,43 +179,51 @@ func (r *Replicator) ReadBarrier(ctx context.Context) error {
 		// Still the same term, so we led it from before reading the commit
 		// index until the heartbeat round confirmed it.
 		if ra.CurrentTerm() == term {
-			return r.fsm.waitApplied(ctx, commit, r.stop)
+			return r.fsm.waitApplied(ctx, r.lastCommandAtOrBelow(commit))
 		}
 	}
-	return r.barrier(ctx, ra)
+	_, err := r.barrier(ctx, ra)
+	return err
 }
 
 // barrier runs raft.Barrier and records its index as applied: its future is
 // answered by raft's FSM goroutine after everything before it was applied,
-// though the barrier entry itself never reaches the FSM.
-func (r *Replicator) barrier(ctx context.Context, ra *raft.Raft) error {
+// though the barrier entry itself never reaches the FSM. It returns the
+// barrier's index.
+func (r *Replicator) barrier(ctx context.Context, ra *raft.Raft) (uint64, error) {
 	term := ra.CurrentTerm()
 	f := ra.Barrier(enqueueTimeout(ctx))
-	ch := make(chan error, 1)
+	type result struct {
+		index uint64
+		err   error
+	}
+	ch := make(chan result, 1)
 	go func() {
 		err := f.Error()
+		var index uint64
 		if err == nil {
 			if ixf, ok := f.(raft.IndexFuture); ok && ixf.Index() > 0 {
+				index = ixf.Index()
 				t := uint64(0) // unknown unless the term held throughout
 				if ra.CurrentTerm() == term {
 					t = term
 				}
-				r.fsm.advance(ixf.Index(), t)
+				r.fsm.advance(index, t)
 			}
 		}
-		ch <- err
+		ch <- result{index, err}
 	}()
 	select {
-	case err := <-ch:
-		if errors.Is(err, raft.ErrLeadershipLost) {
+	case res := <-ch:
+		if errors.Is(res.err, raft.ErrLeadershipLost) {
 			// A barrier has no outcome to be unsure about: it just failed.
-			return fmt.Errorf("%w: %w", consensus.ErrNotLeader, err)
+			return 0, fmt.Errorf("%w: %w", consensus.ErrNotLeader, res.err)
 		}
-		return opErr(err)
+		return res.index, opErr(res.err)
 	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", consensus.ErrNoQuorum, ctx.Err())
+		return 0, fmt.Errorf("%w: %w", consensus.ErrNoQuorum, ctx.Err())
 	case <-r.stop:
-		return consensus.ErrStopped
+		return 0, consensus.ErrStopped
 	}
 }
 
@@ -237,13 +256,17 @@ const haltPoll = 100 * time.Millisecond
 
 // watchLeadership forwards raft's leadership signal. raft's LeaderCh never
 // blocks raft (it overwrites an unread value), and neither does publish.
-func (r *Replicator) watchLeadership(ra *raft.Raft) {
+// It also turns raft's leader observations (on every member) into wake-ups
+// for whatever waits for a leader.
+func (r *Replicator) watchLeadership(ra *raft.Raft, obs <-chan raft.Observation) {
 	defer r.bg.Done()
 	last := false
 	tick := time.NewTicker(haltPoll)
 	defer tick.Stop()
 	for {
 		select {
+		case <-obs:
+			r.noteLeaderChange()
 		case <-tick.C:
 			if ra.State() == raft.Shutdown {
 				r.log.Warn("raft stopped by itself (this member was removed from the cluster)", "id", r.self.ID)
@@ -283,52 +306,18 @@ func (r *Replicator) publish(v bool) {
 	}
 }
 
-// ProposeAsync implements consensus.AsyncProposer. Proposals are handed to
-// raft in call order by one goroutine, so raft can batch them into one
-// disk write and one replication round; done runs once each is applied or
-// has failed.
+// ProposeAsync implements consensus.AsyncProposer. Every proposal goes
+// through one ordered queue (forwarder.go): while this member leads, one
+// goroutine hands them to raft in call order, so raft can batch them into
+// one disk write and one replication round; otherwise they are forwarded to
+// the leader, in call order, on one connection. done runs once each is
+// applied here or has failed; a proposal not applied here within
+// ForwardTimeout fails (ErrNotLeader if it never reached a leader,
+// ErrUnknownOutcome if it did).
 func (r *Replicator) ProposeAsync(data []byte, done func(error)) {
-	r.asyncMu.Lock()
-	if r.asyncClosed {
-		r.asyncMu.Unlock()
+	// See Propose for the clone.
+	if _, ok := r.fw.enqueue(bytes.Clone(data), done, r.cfg.ForwardTimeout); !ok {
 		go done(consensus.ErrStopped)
-		return
-	}
-	r.asyncQ = append(r.asyncQ, asyncReq{bytes.Clone(data), done}) // see Propose
-	r.asyncMu.Unlock()
-	select {
-	case r.asyncWake <- struct{}{}:
-	default:
-	}
-}
-
-func (r *Replicator) asyncLoop(ra *raft.Raft) {
-	defer r.bg.Done()
-	for {
-		select {
-		case <-r.asyncWake:
-		case <-r.stop:
-			r.asyncMu.Lock()
-			q := r.asyncQ
-			r.asyncQ, r.asyncClosed = nil, true
-			r.asyncMu.Unlock()
-			for _, req := range q {
-				req.done(consensus.ErrStopped)
-			}
-			return
-		}
-		r.asyncMu.Lock()
-		q := r.asyncQ
-		r.asyncQ = nil
-		r.asyncMu.Unlock()
-		for _, req := range q {
-			if ra.State() != raft.Leader {
-				req.done(consensus.ErrNotLeader)
-				continue
-			}
-			f := ra.Apply(req.data, 0)
-			go func() { req.done(r.awaitProposal(context.Background(), f)) }()
-		}
 	}
 }
 
@@ -341,19 +330,14 @@ func (r *Replicator) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	r.stopped = true
-	r.halt()
-	ra, trans := r.raft.Load(), r.trans
+	ra, trans, mux := r.raft.Load(), r.trans, r.mux
 	r.mu.Unlock()
+	// Outside r.mu: it runs proposal callbacks.
+	r.halt()
 	if ra == nil {
-		r.asyncMu.Lock()
-		q := r.asyncQ
-		r.asyncQ, r.asyncClosed = nil, true
-		r.asyncMu.Unlock()
-		for _, req := range q {
-			go req.done(consensus.ErrStopped)
-		}
 		return nil
 	}
+	ra.DeregisterObserver(r.observer)
 	select {
 	case <-futureResult(ra.Shutdown()):
 	case <-ctx.Done():
@@ -362,6 +346,7 @@ func (r *Replicator) Shutdown(ctx context.Context) error {
 	// raft's shutdown future closes the transport, except when raft had
 	// already stopped by itself; closing twice is harmless.
 	trans.Close()
+	mux.Close()
 	r.bg.Wait()
 	r.log.Info("raft stopped", "id", r.self.ID)
 	return nil

@@ -1,8 +1,13 @@
 // Package consensusraft is the consensus.raft plugin: Corral's replicated
 // log on github.com/hashicorp/raft. raft's log, stable values and snapshots
 // live in the server's storage.Store through thin adapters (no files of its
-// own); its peers talk over raft's TCP transport on this member's peer
-// address; committed commands are applied to the framework's StateMachine.
+// own); committed commands are applied to the framework's StateMachine.
+//
+// Peer port: this member's peer address carries raft's own RPCs and
+// Corral's forwarding protocol, told apart by the first byte of each
+// connection (mux.go). Followers forward proposals and read barriers to the
+// leader over it (forwarder.go, served by serve.go), so every member
+// accepts writes and sync.
 //
 // Bootstrap: a member whose store holds no raft state (no term, no log, no
 // snapshot) bootstraps the cluster from the configured member list, so every
@@ -70,21 +75,23 @@ type Replicator struct {
 	haltOnce  sync.Once
 	localAddr raft.ServerAddress
 	trans     *raft.NetworkTransport
+	mux       *peerMux
+	logs      raft.LogStore
+	observer  *raft.Observer
 	bg        sync.WaitGroup
 	leaderCh  chan bool
 
+	// leaderChg is closed, and replaced, whenever the known leader changes.
+	leaderMu  sync.Mutex
+	leaderChg chan struct{}
+
+	fw      *forwarder // the ordered proposal queue; forwarding when not leading
+	reads   *readIndexer
+	lanes   lanes
+	nudgeCh chan struct{}
+
 	clientMu    sync.RWMutex
 	clientAddrs map[uint64]string // not replicated by raft; see Members
-
-	asyncMu     sync.Mutex
-	asyncQ      []asyncReq
-	asyncClosed bool
-	asyncWake   chan struct{}
-}
-
-type asyncReq struct {
-	data []byte
-	done func(error)
 }
 
 // New checks the configuration and returns a Replicator; Start brings it
@@ -132,8 +139,11 @@ func New(set plugin.Settings, cfg any, deps consensus.Deps) (*Replicator, error)
 		stop:        make(chan struct{}),
 		leaderCh:    make(chan bool, 1),
 		clientAddrs: map[uint64]string{},
-		asyncWake:   make(chan struct{}, 1),
+		leaderChg:   make(chan struct{}),
+		nudgeCh:     make(chan struct{}, 1),
 	}
+	r.fw = newForwarder(r)
+	r.reads = &readIndexer{r: r, wake: make(chan struct{}, 1)}
 	for _, m := range deps.Members {
 		if m.ClientAddr != "" {
 			r.clientAddrs[m.ID] = m.ClientAddr
@@ -184,8 +194,31 @@ func checkMembers(nodeID uint64, members []consensus.Member) (consensus.Member, 
 	return self, marked, nil
 }
 
-// halt marks the replicator stopped for everything waiting on raft.
-func (r *Replicator) halt() { r.haltOnce.Do(func() { close(r.stop) }) }
+// halt marks the replicator stopped for everything waiting on raft, and
+// fails what waits on this member: queued and forwarded proposals, and
+// waits for the local apply.
+func (r *Replicator) halt() {
+	r.haltOnce.Do(func() {
+		close(r.stop)
+		r.fsm.close(consensus.ErrStopped)
+		r.fw.shutdown()
+	})
+}
+
+// leaderChanged returns a channel closed at the next leader change.
+func (r *Replicator) leaderChanged() <-chan struct{} {
+	r.leaderMu.Lock()
+	defer r.leaderMu.Unlock()
+	return r.leaderChg
+}
+
+func (r *Replicator) noteLeaderChange() {
+	r.leaderMu.Lock()
+	close(r.leaderChg)
+	r.leaderChg = make(chan struct{})
+	r.leaderMu.Unlock()
+	r.fw.kick()
+}
 
 // suffrage applies the voter rule described in the package comment.
 func (r *Replicator) suffrage(m consensus.Member) raft.ServerSuffrage {
@@ -228,20 +261,34 @@ func (r *Replicator) Start(ctx context.Context) error {
 		}
 		advertise = a
 	}
-	trans, err := raft.NewTCPTransportWithConfig(bind, advertise, &raft.NetworkTransportConfig{
+	ln, err := net.Listen("tcp", bind)
+	if err != nil {
+		return fmt.Errorf("%s: peer listener on %s: %w", ID, bind, err)
+	}
+	if advertise == nil {
+		// As raft's TCP transport requires: peers must be able to dial it.
+		if a, ok := ln.Addr().(*net.TCPAddr); !ok || a.IP == nil || a.IP.IsUnspecified() {
+			ln.Close()
+			return fmt.Errorf("%s: peer listener on %s: address %s is not advertisable; give a peer address with a port", ID, bind, ln.Addr())
+		}
+	}
+	mux := newPeerMux(ln, advertise, r.cfg.TransportTimeout, r.serveForward, r.log)
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  mux.raft,
 		MaxPool: r.cfg.TransportMaxPool,
 		Timeout: r.cfg.TransportTimeout,
 		Logger:  hl.Named("raft-net"),
 	})
-	if err != nil {
-		return fmt.Errorf("%s: peer listener on %s: %w", ID, bind, err)
+	fail := func(err error) error {
+		trans.Close()
+		mux.Close()
+		return err
 	}
 
 	var logs raft.LogStore = logStore{r.deps.Store}
 	if r.cfg.LogCacheSize > 0 {
 		if logs, err = raft.NewLogCache(r.cfg.LogCacheSize, logs); err != nil {
-			trans.Close()
-			return fmt.Errorf("%s: %w", ID, err)
+			return fail(fmt.Errorf("%s: %w", ID, err))
 		}
 	}
 	stable := stableStore{r.deps.Store}
@@ -250,8 +297,7 @@ func (r *Replicator) Start(ctx context.Context) error {
 	r.localAddr = trans.LocalAddr()
 	existing, err := raft.HasExistingState(logs, stable, snaps)
 	if err != nil {
-		trans.Close()
-		return fmt.Errorf("%s: reading stored state: %w", ID, err)
+		return fail(fmt.Errorf("%s: reading stored state: %w", ID, err))
 	}
 	switch {
 	case !existing && r.cfg.Join:
@@ -260,25 +306,37 @@ func (r *Replicator) Start(ctx context.Context) error {
 		boot := r.bootstrapConfiguration(trans.LocalAddr())
 		r.log.Info("no raft state: bootstrapping a new cluster", "servers", len(boot.Servers))
 		if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, boot); err != nil {
-			trans.Close()
-			return fmt.Errorf("%s: bootstrap: %w", ID, err)
+			return fail(fmt.Errorf("%s: bootstrap: %w", ID, err))
 		}
 	}
 
 	ra, err := raft.NewRaft(rc, r.fsm, logs, stable, snaps, trans)
 	if err != nil {
-		trans.Close()
-		return fmt.Errorf("%s: %w", ID, err)
+		return fail(fmt.Errorf("%s: %w", ID, err))
 	}
+	// Leader changes wake whatever waits for a leader to forward to.
+	obs := make(chan raft.Observation, 16)
+	r.observer = raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	ra.RegisterObserver(r.observer)
 	r.raft.Store(ra)
 	r.trans = trans
+	r.mux = mux
+	r.logs = logs
 	r.started = true
 	if existing && !r.cfg.Join {
 		r.warnIfMembershipDiffers(ra)
 	}
-	r.bg.Add(2)
-	go r.watchLeadership(ra)
-	go r.asyncLoop(ra)
+	r.bg.Add(4)
+	go r.watchLeadership(ra, obs)
+	go r.fw.run()
+	go r.reads.run()
+	go r.nudgeLoop(ra)
+	// Not in bg: it may wait on a future raft never answers after shutdown;
+	// halt has already answered its proposals by then.
+	go r.fw.local.run()
 	r.log.Info("raft started", "id", r.self.ID, "peer", trans.LocalAddr(), "recovered", existing,
 		"heartbeat_timeout", rc.HeartbeatTimeout, "election_timeout", rc.ElectionTimeout)
 	return nil

@@ -115,7 +115,7 @@ func (m *listSM) values() []string {
 	return out
 }
 
-func (m *listSM) check(t *testing.T) {
+func (m *listSM) check(t testing.TB) {
 	t.Helper()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -144,7 +144,7 @@ func (b *logBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	lb := &logBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -158,7 +158,7 @@ func testLogger(t *testing.T) *slog.Logger {
 
 // freeAddrs reserves n loopback ports: all are held open at once so they
 // differ, then released for the nodes to bind.
-func freeAddrs(t *testing.T, n int) []string {
+func freeAddrs(t testing.TB, n int) []string {
 	t.Helper()
 	var ls []net.Listener
 	var addrs []string
@@ -183,7 +183,7 @@ type node struct {
 	store *memstore.Store
 }
 
-func startNode(t *testing.T, id uint64, members []consensus.Member, store *memstore.Store, cfg *Config, logger *slog.Logger) *node {
+func startNode(t testing.TB, id uint64, members []consensus.Member, store *memstore.Store, cfg *Config, logger *slog.Logger) *node {
 	t.Helper()
 	sm := &listSM{}
 	f, err := plugin.Lookup(plugin.KindConsensus, "raft")
@@ -204,7 +204,7 @@ func startNode(t *testing.T, id uint64, members []consensus.Member, store *memst
 	return &node{id: id, r: r, sm: sm, store: store}
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -216,7 +216,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 }
 
 // waitLeader returns the single leader among nodes.
-func waitLeader(t *testing.T, timeout time.Duration, nodes ...*node) *node {
+func waitLeader(t testing.TB, timeout time.Duration, nodes ...*node) *node {
 	t.Helper()
 	var leader *node
 	waitFor(t, timeout, "a leader", func() bool {
@@ -234,7 +234,7 @@ func waitLeader(t *testing.T, timeout time.Duration, nodes ...*node) *node {
 	return leader
 }
 
-func ctxTimeout(t *testing.T, d time.Duration) context.Context {
+func ctxTimeout(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
@@ -476,20 +476,25 @@ func TestThreeNodes(t *testing.T) {
 			followers = append(followers, n)
 		}
 	}
-	for _, f := range followers {
-		if err := f.r.Propose(ctx, []byte("nope")); !errors.Is(err, consensus.ErrNotLeader) {
-			t.Fatalf("Propose on follower %d: %v, want ErrNotLeader", f.id, err)
-		}
-		if err := f.r.ReadBarrier(ctx); !errors.Is(err, consensus.ErrNotLeader) {
-			t.Fatalf("ReadBarrier on follower %d: %v, want ErrNotLeader", f.id, err)
-		}
+	// Followers take writes and barriers too, forwarding them to the leader.
+	for i, f := range followers {
 		if got := f.r.Leader(); got != leader.id {
 			t.Fatalf("follower %d sees leader %d, want %d", f.id, got, leader.id)
+		}
+		if f.r.IsLeader() {
+			t.Fatalf("follower %d claims to lead", f.id)
+		}
+		if err := f.r.Propose(ctx, fmt.Appendf(nil, "a-f%d", i)); err != nil {
+			t.Fatalf("Propose on follower %d: %v", f.id, err)
+		}
+		if err := f.r.ReadBarrier(ctx); err != nil {
+			t.Fatalf("ReadBarrier on follower %d: %v", f.id, err)
 		}
 	}
 	if err := leader.r.ReadBarrier(ctx); err != nil {
 		t.Fatalf("ReadBarrier on leader: %v", err)
 	}
+	sameApplied(102, nodes...)
 
 	// Kill the leader; the others elect a new one and take writes.
 	killed := time.Now()
@@ -514,7 +519,7 @@ func TestThreeNodes(t *testing.T) {
 	t.Logf("3-node failover: new leader %d after %s, first write acknowledged after %s",
 		newLeader.id, elected.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
 	propose(newLeader, "b", 50)
-	sameApplied(151, followers...)
+	sameApplied(153, followers...)
 
 	// Membership: drop the dead member, snapshot and compact, then add two
 	// members that can only catch up through InstallSnapshot.
@@ -544,7 +549,7 @@ func TestThreeNodes(t *testing.T) {
 		t.Fatalf("AddMember non-voter: %v", err)
 	}
 	cluster := []*node{followers[0], followers[1], n4, n5}
-	sameApplied(151, cluster...)
+	sameApplied(153, cluster...)
 	for _, n := range []*node{n4, n5} {
 		if n.sm.restoreCount() == 0 {
 			t.Fatalf("node %d caught up without installing a snapshot", n.id)
@@ -573,7 +578,7 @@ func TestThreeNodes(t *testing.T) {
 
 	// The new members follow later writes too.
 	propose(newLeader, "c", 20)
-	sameApplied(171, cluster...)
+	sameApplied(173, cluster...)
 
 	// Hand leadership to the new voter; a non-voter cannot take it.
 	if err := mship.TransferLeadership(ctx, 5); err == nil {
@@ -589,7 +594,7 @@ func TestThreeNodes(t *testing.T) {
 	if err := n4.r.ReadBarrier(ctx); err != nil {
 		t.Fatal(err)
 	}
-	sameApplied(172, cluster...)
+	sameApplied(174, cluster...)
 
 	// Removing a member through the new leader takes it out for good.
 	if err := consensus.Membership(n4.r).RemoveMember(ctx, 5); err != nil {
@@ -618,7 +623,7 @@ func TestThreeNodes(t *testing.T) {
 	if err := last.r.Propose(ctx, []byte("e-000")); err != nil {
 		t.Fatal(err)
 	}
-	sameApplied(173, followers...)
+	sameApplied(175, followers...)
 }
 
 func TestNewRejectsBadSetups(t *testing.T) {
@@ -638,7 +643,7 @@ func TestNewRejectsBadSetups(t *testing.T) {
 		{"wrong config type", 1, struct{}{}, []consensus.Member{{ID: 1, PeerAddr: "127.0.0.1:1"}}, "want *consensusraft.Config"},
 		{"lease above heartbeat", 1, &Config{HeartbeatTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: time.Second,
 			CommitTimeout: time.Millisecond, MaxAppendEntries: 1, SnapshotInterval: time.Second, TransportTimeout: time.Second,
-			TransportMaxPool: 1}, []consensus.Member{{ID: 1, PeerAddr: "127.0.0.1:1"}}, "LeaderLeaseTimeout"},
+			TransportMaxPool: 1, ForwardTimeout: time.Second, ForwardReadConns: 1}, []consensus.Member{{ID: 1, PeerAddr: "127.0.0.1:1"}}, "LeaderLeaseTimeout"},
 		{"bad level", 1, func() *Config { c := DefaultConfig(); c.LogLevel = "loud"; return c }(),
 			[]consensus.Member{{ID: 1, PeerAddr: "127.0.0.1:1"}}, "log_level"},
 	}
