@@ -167,25 +167,22 @@ func (s *Server) Start(ctx context.Context) error {
 }
 
 // catchUp waits until this member has applied everything committed before
-// it started, so it never serves a state older than what it acknowledged.
+// it started (a read barrier through consensus, on the leader or a
+// follower), so it never serves state older than what it acknowledged.
 func (s *Server) catchUp(ctx context.Context) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if s.repl.IsLeader() {
-			bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if s.repl.Leader() != 0 {
+			bctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			err := s.repl.ReadBarrier(bctx)
 			cancel()
 			if err == nil {
 				return nil
 			}
 			s.log.Debug("read barrier during start-up", "err", err)
-		} else if s.repl.Leader() != 0 {
-			// A follower serves once a leader exists; its reads may lag, as
-			// ZooKeeper's do, and sync catches them up.
-			return nil
 		}
 		if time.Now().After(deadline) {
-			return errors.New("no leader elected within 30s: is a majority of the members up?")
+			return errors.New("could not catch up with a leader within 30s: is a majority of the members up?")
 		}
 		select {
 		case <-ctx.Done():
