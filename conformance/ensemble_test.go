@@ -61,16 +61,40 @@ func TestEnsembleWritesThroughAnyMember(t *testing.T) {
 // kill -9 of the leader under a write stream: the service recovers within
 // the election timeout, sessions survive, and no acknowledged write is lost.
 func TestEnsembleLeaderKill(t *testing.T) {
+	leaderFault(t, "kill", func(m *proccluster.Member) { m.Kill() }, func(m *proccluster.Member) { m.Start() })
+}
+
+// A paused leader (SIGSTOP, longer than the election timeout) is replaced;
+// when it resumes it steps down and catches up.
+func TestEnsembleLeaderPause(t *testing.T) {
+	leaderFault(t, "pause", func(m *proccluster.Member) { m.Pause() }, func(m *proccluster.Member) { m.Resume() })
+}
+
+func leaderFault(t *testing.T, what string, fault, heal func(*proccluster.Member)) {
 	if testing.Short() {
 		t.Skip("-short: starts three processes")
 	}
 	c := proccluster.Start(t, 3, proccluster.Options{})
 	leader := c.WaitLeader(10 * time.Second)
-	// The writer talks to a follower so that its connection outlives the leader.
-	follower := c.Followers(leader)[0]
-	w := connectTo(t, follower.ClientAddr)
+	// The writer talks to the followers, so its connection outlives the
+	// leader. A write in flight at the fault has an unknown outcome and its
+	// connection is dropped (as ZooKeeper does); with two addresses the
+	// client moves on at once instead of go-zookeeper's one-second pause
+	// after trying every address.
+	followers := c.Followers(leader)
+	follower := followers[0]
+	w := conformance.Connect(t, []string{followers[0].ClientAddr, followers[1].ClientAddr})
 	sid := w.SessionID()
 	if _, err := w.Create("/eph", nil, zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	// A one-shot watch set before the fault fires exactly once after it.
+	watcher := connectTo(t, follower.ClientAddr)
+	if _, err := w.Create("/watched", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	_, _, wch, err := watcher.GetW("/watched")
+	if err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
@@ -99,34 +123,51 @@ func TestEnsembleLeaderKill(t *testing.T) {
 		}
 	}()
 	time.Sleep(500 * time.Millisecond)
-	killed := time.Now()
-	leader.Kill()
-	newLeader := c.WaitLeader(10 * time.Second)
-	// Time from the kill to the next acknowledged write.
+	faulted := time.Now()
 	mu.Lock()
 	before := len(acked)
 	mu.Unlock()
+	fault(leader)
+	// Time from the fault to the first write acknowledged after it.
 	var recovered time.Duration
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); {
 		mu.Lock()
 		n := len(acked)
 		mu.Unlock()
-		if n > before {
-			recovered = time.Since(killed)
+		if n > before+1 { // one write may have been in flight at the fault
+			recovered = time.Since(faulted)
 			break
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
+	}
+	if recovered == 0 {
+		t.Fatalf("no write acknowledged within 15s of the leader %s", what)
+	}
+	if _, err := w.Set("/watched", []byte("changed"), -1); err != nil {
+		t.Fatal(err)
 	}
 	close(stop)
 	wg.Wait()
-	if recovered == 0 {
-		t.Fatalf("no write acknowledged within 10s of killing the leader (new leader %d)", newLeader.ID)
-	}
-	t.Logf("leader %d killed; member %d leads; next acknowledged write after %s (%d writes failed meanwhile)", leader.ID, newLeader.ID, recovered, failed)
+	t.Logf("leader %d: %s; next acknowledged write after %s (%d writes failed meanwhile)", leader.ID, what, recovered, failed)
 	if w.SessionID() != sid {
 		t.Fatalf("session changed across failover")
 	}
-	leader.Start()
+	select {
+	case ev := <-wch:
+		if ev.Type != zk.EventNodeDataChanged {
+			t.Fatalf("watch event %+v", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("one-shot watch did not fire after failover")
+	}
+	select {
+	case ev, ok := <-wch:
+		if ok {
+			t.Fatalf("one-shot watch fired twice: %+v", ev)
+		}
+	case <-time.After(200 * time.Millisecond):
+	}
+	heal(leader)
 	for _, m := range c.Members {
 		conn := connectTo(t, m.ClientAddr)
 		if _, err := conn.Sync("/"); err != nil {

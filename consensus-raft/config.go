@@ -16,10 +16,11 @@ import (
 // The three failure-detection timeouts are "auto" when zero (the default):
 // they are then chosen at start from the configured member list. A single
 // voter (not started with Join) has nobody to wait for, so it uses 100 ms and becomes leader in
-// 100-200 ms. An ensemble uses 300 ms heartbeat/election timeouts and a
-// 200 ms leader lease, which detects a dead leader in 300-600 ms and keeps
-// fail-over under a second, while leaving the 30-60 ms heartbeats (a tenth
-// of the heartbeat timeout) plenty of slack on a loaded machine. A cluster
+// 100-200 ms. An ensemble uses 200 ms heartbeat/election timeouts and a
+// 150 ms leader lease, which detects a dead leader in 200-400 ms and keeps
+// kill-to-next-write under a second (pre-vote keeps a slow member from
+// disrupting a healthy leader), while the 20-40 ms heartbeats (a tenth of
+// the heartbeat timeout) leave slack on a loaded machine. A cluster
 // grown at run time from one voter keeps the single-voter timeouts until it
 // restarts with the full member list; set explicit values if you grow
 // clusters that way.
@@ -84,9 +85,9 @@ const (
 	singleHeartbeat = 100 * time.Millisecond
 	singleElection  = 100 * time.Millisecond
 	singleLease     = 100 * time.Millisecond
-	multiHeartbeat  = 300 * time.Millisecond
-	multiElection   = 300 * time.Millisecond
-	multiLease      = 200 * time.Millisecond
+	multiHeartbeat  = 200 * time.Millisecond
+	multiElection   = 200 * time.Millisecond
+	multiLease      = 150 * time.Millisecond
 )
 
 // DefaultConfig returns the plugin defaults. Failure-detection timeouts
