@@ -51,3 +51,36 @@ clean:
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+# --- local ensembles and containers (docs/deploy.md) ---
+.PHONY: cluster cluster-stop cluster-status image compose-up compose-down test-docker
+
+IMAGE   ?= corral:dev
+# docker-compose (v1) or the `docker compose` plugin, whichever exists.
+COMPOSE ?= $(shell if docker compose version >/dev/null 2>&1; then echo docker compose; else echo docker-compose; fi)
+COMPOSE_FILE_3 := deploy/compose-3.yaml
+
+cluster: build ## start a 3-member loopback ensemble in the background (examples/cluster-3; pids and logs in data/cluster-3)
+	./scripts/cluster.sh start 3
+
+cluster-stop: ## stop the members `make cluster` started, by their recorded pids
+	./scripts/cluster.sh stop 3
+
+cluster-status: ## pid and role of each member of `make cluster`
+	./scripts/cluster.sh status 3
+
+image: ## build the container image (corral:dev, or IMAGE=...): a static binary FROM scratch
+	rm -rf $(BIN)/image
+	mkdir -p $(BIN)/image/data
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/image/corral ./cmd/corral
+	cp deploy/Dockerfile deploy/corral.yaml $(BIN)/image/
+	docker build -t $(IMAGE) $(BIN)/image
+
+compose-up: image ## start the 3-member ensemble of deploy/compose-3.yaml (clients: 127.0.0.1:2181-2183)
+	CORRAL_IMAGE=$(IMAGE) $(COMPOSE) -p corral -f $(COMPOSE_FILE_3) up -d
+
+compose-down: ## stop and remove it (data volumes kept; add -v by hand to delete them)
+	$(COMPOSE) -p corral -f $(COMPOSE_FILE_3) down
+
+test-docker: ## the compose ensemble under load, one member stopped and restarted (needs Docker)
+	CORRAL_TEST_DOCKER=1 $(GO) test -count=1 -timeout 10m -run 'TestDockerCompose' -v ./cmd/corral

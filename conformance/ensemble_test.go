@@ -3,6 +3,8 @@ package conformance_test
 import (
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/corral-dev/corral/conformance"
+	"github.com/corral-dev/corral/conformance/corraltest"
 	"github.com/corral-dev/corral/conformance/proccluster"
 )
 
@@ -236,5 +239,78 @@ func TestEnsembleMajorityDown(t *testing.T) {
 			t.Logf("pending write failed: %v", err)
 		}
 	case <-time.After(15 * time.Second):
+	}
+}
+
+// /zookeeper/config lists the ensemble in ZooKeeper's syntax, and the
+// reconfig opcode (super user only) changes membership.
+func TestEnsembleConfigAndReconfig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts three processes")
+	}
+	c := proccluster.Start(t, 3, proccluster.Options{Extra: "reconfig_enabled: true\nsuper_digest: \"super:D/InIHSb7yEEbrWz8b9l71RjZJU=\"\n"})
+	leader := c.WaitLeader(10 * time.Second)
+	conn := connectTo(t, leader.ClientAddr)
+	var data []byte
+	waitFor(t, "/zookeeper/config published", 10*time.Second, func() bool {
+		d, _, err := conn.Get("/zookeeper/config")
+		data = d
+		return err == nil && strings.Count(string(d), "server.") == 3
+	})
+	for _, m := range c.Members {
+		host, port, _ := net.SplitHostPort(m.PeerAddr)
+		want := fmt.Sprintf("server.%d=%s:%s:%s:participant;%s", m.ID, host, port, port, m.ClientAddr)
+		if !strings.Contains(string(data), want) {
+			t.Fatalf("/zookeeper/config lacks %q:\n%s", want, data)
+		}
+	}
+	if !strings.Contains(string(data), "version=") {
+		t.Fatalf("/zookeeper/config has no version line:\n%s", data)
+	}
+	if _, err := conn.IncrementalReconfig(nil, []string{"3"}, -1); !errors.Is(err, zk.ErrNoAuth) {
+		t.Fatalf("reconfig without the super user: %v, want NoAuth", err)
+	}
+	if err := conn.AddAuth("digest", []byte("super:test")); err != nil {
+		t.Fatal(err)
+	}
+	victim := c.Members[2]
+	if victim == leader {
+		victim = c.Members[1]
+	}
+	if _, err := conn.IncrementalReconfig(nil, []string{fmt.Sprint(victim.ID)}, -1); err != nil {
+		t.Fatalf("reconfig removing %d: %v", victim.ID, err)
+	}
+	d, st, err := conn.Get("/zookeeper/config")
+	if err != nil || strings.Count(string(d), "server.") != 2 || strings.Contains(string(d), fmt.Sprintf("server.%d=", victim.ID)) {
+		t.Fatalf("after removing %d: %v\n%s", victim.ID, err, d)
+	}
+	// A stale config version is refused.
+	if _, err := conn.IncrementalReconfig(nil, []string{"9"}, st.Mzxid-1); !errors.Is(err, zk.ErrBadVersion) {
+		t.Fatalf("reconfig with a stale version: %v, want BadVersion", err)
+	}
+	host, port, _ := net.SplitHostPort(victim.PeerAddr)
+	spec := fmt.Sprintf("server.%d=%s:%s:%s:participant;%s", victim.ID, host, port, port, victim.ClientAddr)
+	if _, err := conn.IncrementalReconfig([]string{spec}, nil, -1); err != nil {
+		t.Fatalf("reconfig adding %d back: %v", victim.ID, err)
+	}
+	d, _, _ = conn.Get("/zookeeper/config")
+	if !strings.Contains(string(d), spec) {
+		t.Fatalf("after adding %d back:\n%s", victim.ID, d)
+	}
+	if _, err := conn.Create("/after-reconfig", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReconfigStandaloneAndDisabled(t *testing.T) {
+	srv := corraltest.Start(t, corraltest.Options{Overrides: map[string]any{"reconfig_enabled": true}})
+	c := conformance.Connect(t, []string{srv.Addr})
+	if _, err := c.IncrementalReconfig(nil, []string{"2"}, -1); err == nil || errors.Is(err, zk.ErrReconfigDisabled) {
+		t.Fatalf("reconfig on a standalone server: %v, want UNIMPLEMENTED", err)
+	}
+	off := corraltest.Start(t, corraltest.Options{})
+	c2 := conformance.Connect(t, []string{off.Addr})
+	if _, err := c2.IncrementalReconfig(nil, []string{"2"}, -1); !errors.Is(err, zk.ErrReconfigDisabled) {
+		t.Fatalf("reconfig when disabled: %v, want ReconfigDisabled", err)
 	}
 }

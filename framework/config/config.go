@@ -126,12 +126,22 @@ func Load(src Source) (*Config, error) {
 	}
 	if src.Env != nil {
 		environ := src.Env
+		known := Defaults()
 		p := env.Provider(".", env.Opt{
 			Prefix:      EnvPrefix,
 			EnvironFunc: func() []string { return environ },
 			TransformFunc: func(key, v string) (string, any) {
 				key = strings.ToLower(strings.TrimPrefix(key, EnvPrefix))
-				return strings.ReplaceAll(key, "__", "."), v
+				key = strings.ReplaceAll(key, "__", ".")
+				// The environment is shared with other programs (and
+				// tests' own CORRAL_* switches): only variables naming a
+				// config section are overrides; inside a section the
+				// usual strict decoding applies.
+				top, _, _ := strings.Cut(key, ".")
+				if _, ok := known[top]; !ok {
+					return "", nil
+				}
+				return key, v
 			},
 		})
 		if err := k.Load(p, nil); err != nil {

@@ -97,7 +97,7 @@ func TestUnknownPluginListsValidNames(t *testing.T) {
 
 func TestEnvAndOverridePrecedence(t *testing.T) {
 	file := write(t, "data_dir: /from-file\ntick_time: 3s\n")
-	env := []string{"CORRAL_DATA_DIR=/from-env", "CORRAL_STORAGE__SYNC=false", "HOME=/root"}
+	env := []string{"CORRAL_DATA_DIR=/from-env", "CORRAL_STORAGE__SYNC=false", "HOME=/root", "CORRAL_TEST_DOCKER=1"}
 	c, err := Load(Source{File: file, Env: env, Overrides: map[string]any{"tick_time": "500ms"}})
 	if err != nil {
 		t.Fatal(err)
@@ -110,6 +110,14 @@ func TestEnvAndOverridePrecedence(t *testing.T) {
 	}
 	if c.Storage.Config.(*fakeCfg).Sync {
 		t.Fatal("CORRAL_STORAGE__SYNC=false did not reach the storage slot")
+	}
+}
+
+// Inside a section an unknown environment key is as wrong as in a file.
+func TestEnvUnknownKeyInSection(t *testing.T) {
+	_, err := Load(Source{Env: []string{"CORRAL_STORAGE__SYNCC=false"}})
+	if err == nil || !strings.Contains(err.Error(), "syncc") {
+		t.Fatalf("err = %v, want an error naming syncc", err)
 	}
 }
 

@@ -105,7 +105,7 @@ func (s *Server) Apply(e consensus.Entry) {
 		}
 		s.live.remove(t.Session)
 	case txn.SetConfig:
-		events = s.tree.SetSystemData(ctx, "/zookeeper/config", t.Data)
+		events = s.tree.SetSystemData(ctx, configPath, withVersion(string(t.Data), zxid))
 	case txn.Noop:
 	default:
 		s.log.Error("unknown transaction kind", "kind", t.Kind, "index", e.Index)

@@ -32,6 +32,7 @@ func (s *Server) expiryLoop() {
 			// A new leader gives everyone a fresh timeout instead of
 			// expiring sessions whose pings went to the old leader.
 			s.live.resetAll(s.sessionIDs(), nowMs())
+			go s.publishOnLeadership()
 		}
 		wasLeader = leader
 		if !leader {

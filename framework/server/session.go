@@ -163,6 +163,7 @@ const (
 	kindWrite
 	kindSync
 	kindClose
+	kindReconfig
 )
 
 // item is one request in a session's FIFO.
@@ -236,6 +237,8 @@ func classify(req op.Request) itemKind {
 		return kindSync
 	case *op.CloseSessionRequest:
 		return kindClose
+	case *op.ReconfigRequest:
+		return kindReconfig
 	}
 	if req.Op().IsWrite() {
 		return kindWrite
@@ -313,8 +316,11 @@ func (a *attachment) Submit(xid int32, req op.Request) {
 	}
 	a.mu.Unlock()
 	s.applyMu.RUnlock()
-	if kind == kindSync {
+	switch kind {
+	case kindSync:
 		go a.sync(it)
+	case kindReconfig:
+		go a.reconfig(it)
 	}
 }
 
@@ -342,6 +348,16 @@ func (a *attachment) sync(it *item) {
 	s.applyMu.RLock()
 	path := it.req.(*op.SyncRequest).Path
 	a.complete(it, s.lastZxid.Load(), zkerr.OK, &op.SyncResponse{Path: path})
+	s.applyMu.RUnlock()
+}
+
+func (a *attachment) reconfig(it *item) {
+	s := a.s
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	resp, code := s.reconfig(ctx, a, it.req.(*op.ReconfigRequest))
+	cancel()
+	s.applyMu.RLock()
+	a.complete(it, s.lastZxid.Load(), code, resp)
 	s.applyMu.RUnlock()
 }
 
@@ -499,13 +515,6 @@ func (a *attachment) execRead(xid int32, req op.Request) {
 			ids = append(ids, id)
 		}
 		a.reply(xid, zxid, zkerr.OK, &op.WhoAmIResponse{Clients: ids})
-		return
-	case *op.ReconfigRequest:
-		code := zkerr.ReconfigDisabled
-		if s.cfg.ReconfigEnabled {
-			code = zkerr.Unimplemented
-		}
-		a.reply(xid, zxid, code, nil)
 		return
 	case *op.SASLRequest:
 		a.reply(xid, zxid, zkerr.AuthFailed, nil)
