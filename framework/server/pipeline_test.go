@@ -54,8 +54,8 @@ func (r *slowRepl) ReadBarrier(context.Context) error {
 	<-ch
 	return nil
 }
-func (r *slowRepl) Leader() uint64                  { return 1 }
-func (r *slowRepl) IsLeader() bool                  { return true }
+func (r *slowRepl) Leader() uint64                 { return 1 }
+func (r *slowRepl) IsLeader() bool                 { return true }
 func (r *slowRepl) Shutdown(context.Context) error { return nil }
 
 // recConn records what the server sends, in order.
