@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -245,5 +246,56 @@ func TestSuperDigest(t *testing.T) {
 	}
 	if _, _, err := other.Get("/x"); err != zk.ErrNoAuth {
 		t.Fatalf("wrong super password read: %v", err)
+	}
+}
+
+// The byte-based policy snapshots once enough transaction bytes were
+// applied, even far below the plugin's entry-count threshold.
+func TestSnapshotByLogBytes(t *testing.T) {
+	srv := corraltest.Start(t, corraltest.Options{Overrides: map[string]any{
+		"snapshot_log_bytes":   200000,
+		"snapshot_on_shutdown": false,
+	}})
+	snaps := func() int {
+		m, _ := filepath.Glob(filepath.Join(srv.DataDir, "bolt", "snapshots", "*.snap"))
+		return len(m)
+	}
+	c := conformance.Connect(t, []string{srv.Addr})
+	big := make([]byte, 50000)
+	for i := 0; i < 2; i++ {
+		if _, err := c.Create(fmt.Sprintf("/b%d", i), big, 0, zk.WorldACL(zk.PermAll)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if n := snaps(); n != 0 {
+		t.Fatalf("%d snapshots below the byte threshold", n)
+	}
+	for i := 2; i < 6; i++ {
+		if _, err := c.Create(fmt.Sprintf("/b%d", i), big, 0, zk.WorldACL(zk.PermAll)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "a snapshot after 300 KB of writes", 10*time.Second, func() bool { return snaps() > 0 })
+}
+
+// A clean shutdown snapshots, so the next start replays nothing.
+func TestSnapshotOnShutdown(t *testing.T) {
+	dir := t.TempDir()
+	srv := corraltest.Start(t, corraltest.Options{DataDir: dir})
+	c := conformance.Connect(t, []string{srv.Addr})
+	if _, err := c.Create("/s", []byte("x"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	srv.Stop()
+	m, _ := filepath.Glob(filepath.Join(dir, "bolt", "snapshots", "*.snap"))
+	if len(m) == 0 {
+		t.Fatal("no snapshot after a clean shutdown")
+	}
+	srv2 := corraltest.Start(t, corraltest.Options{DataDir: dir})
+	c2 := conformance.Connect(t, []string{srv2.Addr})
+	if data, _, err := c2.Get("/s"); err != nil || string(data) != "x" {
+		t.Fatalf("after restart: %q %v", data, err)
 	}
 }

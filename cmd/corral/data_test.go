@@ -40,6 +40,8 @@ func startServer(t *testing.T, dir, engine string) *corraltest.Server {
 	t.Helper()
 	return corraltest.Start(t, corraltest.Options{DataDir: dir, Overrides: map[string]any{
 		"storage": map[string]any{"type": engine},
+		// These tests control exactly which snapshots exist.
+		"snapshot_on_shutdown": false,
 	}})
 }
 

@@ -127,6 +127,9 @@ func init() {
 			flags: map[string]bool{}, min: 0, max: 0, fn: cmdWhoAmI},
 		"config": {usage: "config",
 			flags: map[string]bool{}, min: 0, max: 0, fn: cmdConfig},
+		"cluster": {usage: clusterUsage,
+			flags: map[string]bool{"id": true, "peer": true, "client": true, "observer": false, "version": true},
+			min:   1, max: 2, noSession: true, fn: cmdCluster},
 		"4lw": {usage: "4lw word",
 			flags: map[string]bool{}, min: 1, max: 1, noSession: true, fn: cmd4lw},
 		"digest": {usage: "digest user:password",
@@ -674,32 +677,14 @@ func cmd4lw(c *cli, p *parsed) error {
 	if c.conn != nil {
 		server = c.conn.Server()
 	}
-	if _, _, err := net.SplitHostPort(server); err != nil {
-		server = net.JoinHostPort(server, "2181")
-	}
-	conn, err := net.DialTimeout("tcp", server, c.timeout)
+	server = withDefaultPort(server)
+	out, err := fourLetter(server, word, c.timeout)
 	if err != nil {
-		return &connError{fmt.Sprintf("Unable to connect to %s: %v", server, err)}
-	}
-	defer conn.Close()
-	if err := conn.SetDeadline(time.Now().Add(c.timeout)); err != nil {
-		return &connError{err.Error()}
-	}
-	if _, err := conn.Write([]byte(word)); err != nil {
-		return &connError{err.Error()}
-	}
-	var sb strings.Builder
-	buf := make([]byte, 8192)
-	for {
-		n, err := conn.Read(buf)
-		sb.Write(buf[:n])
-		if err != nil {
-			break
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Op == "dial" {
+			return &connError{fmt.Sprintf("Unable to connect to %s: %v", server, err)}
 		}
-	}
-	out := sb.String()
-	if out == "" {
-		return &connError{fmt.Sprintf("no answer to %s from %s", word, server)}
+		return &connError{fmt.Sprintf("no answer to %s from %s: %v", word, server, err)}
 	}
 	if !strings.HasSuffix(out, "\n") {
 		out += "\n"

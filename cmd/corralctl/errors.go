@@ -19,21 +19,23 @@ const (
 
 // ZooKeeper error codes (KeeperException.Code) used in messages.
 const (
-	codeSystemError     = -1
-	codeMarshalling     = -5
-	codeUnimplemented   = -6
-	codeBadArguments    = -8
-	codeNoNode          = -101
-	codeNoAuth          = -102
-	codeBadVersion      = -103
-	codeNoChildrenForEp = -108
-	codeNodeExists      = -110
-	codeNotEmpty        = -111
-	codeSessionExpired  = -112
-	codeInvalidACL      = -114
-	codeAuthFailed      = -115
-	codeNoWatcher       = -121
-	codeReconfigDisable = -123
+	codeSystemError        = -1
+	codeMarshalling        = -5
+	codeUnimplemented      = -6
+	codeBadArguments       = -8
+	codeNewConfigNoQuorum  = -13
+	codeReconfigInProgress = -14
+	codeNoNode             = -101
+	codeNoAuth             = -102
+	codeBadVersion         = -103
+	codeNoChildrenForEp    = -108
+	codeNodeExists         = -110
+	codeNotEmpty           = -111
+	codeSessionExpired     = -112
+	codeInvalidACL         = -114
+	codeAuthFailed         = -115
+	codeNoWatcher          = -121
+	codeReconfigDisable    = -123
 )
 
 // zkError is a ZooKeeper error code from a reply.
@@ -47,6 +49,14 @@ type usageError struct{ msg string }
 func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
+
+// codedError is a message already worded for the user, with its exit code.
+type codedError struct {
+	msg  string
+	code int
+}
+
+func (e *codedError) Error() string { return e.msg }
 
 // connError is a connection failure (exit 3).
 type connError struct{ msg string }
@@ -105,6 +115,10 @@ func isConnErr(err error) bool {
 // for the user and the exit code. The wording follows zkCli where zkCli has a
 // friendly message (e.g. "Node does not exist: /a").
 func describe(err error, path string) (string, int) {
+	var ce *codedError
+	if errors.As(err, &ce) {
+		return ce.msg, ce.code
+	}
 	var ue *usageError
 	if errors.As(err, &ue) {
 		return ue.msg, exitUsage
@@ -155,6 +169,10 @@ func codeMessage(code int32, path string) string {
 		return "No such watcher" + suffix
 	case codeReconfigDisable:
 		return "Reconfig is disabled"
+	case codeNewConfigNoQuorum:
+		return "New configuration has no quorum"
+	case codeReconfigInProgress:
+		return "Reconfig in progress"
 	case codeMarshalling:
 		return "Marshalling error (the server could not decode the request)" + suffix
 	case codeSystemError:

@@ -4,8 +4,11 @@
 //	corralctl [--server host:port[,host:port]] [--timeout 10s] [--auth scheme:auth] <command> [args]
 //	corralctl shell            # commands line by line from stdin (a terminal or a here-doc)
 //
-// Exit codes: 0 ok, 1 ZooKeeper error (node missing, bad version, ...),
-// 2 usage error, 3 connection failure.
+//	corralctl [--auth digest:super:password] cluster list|status|add|remove|transfer-leader
+//
+// Exit codes: 0 ok, 1 ZooKeeper error (node missing, bad version, ...; no
+// leader for cluster status), 2 usage error or unsupported command,
+// 3 connection failure.
 package main
 
 import (
@@ -48,6 +51,7 @@ type authCred struct{ scheme, auth string }
 type cli struct {
 	out, errOut    io.Writer
 	servers        []string
+	auths          []authCred // --auth, for commands that open their own session
 	timeout        time.Duration
 	sessionTimeout time.Duration
 	verbose        bool
@@ -90,6 +94,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	c.servers = splitServers(*server)
+	c.auths = auths
 	if len(c.servers) == 0 {
 		fmt.Fprintf(stderr, "corralctl: --server is empty\n")
 		return exitUsage
@@ -483,7 +488,28 @@ commands:
   connect host:port[,...]            (shell) reconnect elsewhere
   close                              (shell) close the session
 
+cluster commands (membership, over the ZooKeeper protocol):
+  cluster list                       members from /zookeeper/config: id, role, peer, client address
+                                     (a standalone server has an empty config: the connected server is shown)
+  cluster status                     srvr on every member: mode, zxid, node count, connections, latency;
+                                     exit 1 when no member is leader. Members without a client address in
+                                     the config (ZooKeeper's static server.N lines) are found by asking the
+                                     --server addresses for their serverId (conf). Without a session (no
+                                     quorum) the --server addresses are probed directly.
+  cluster add --id N --peer host:port --client host:port [--observer] [--version hex]
+                                     reconfig joining server.N=host:port:port:participant|observer;client
+                                     (ZooKeeper: --peer host:quorumPort:electionPort)
+  cluster remove N [--version hex]   reconfig leaving N
+  cluster transfer-leader N          not supported over the ZooKeeper protocol yet (exit 2)
+  add and remove print the new configuration. They need reconfig enabled on the server
+  (Corral: reconfig_enabled: true; ZooKeeper: reconfigEnabled=true) and the super user:
+      corralctl --auth digest:super:password --server host:port cluster add ...
+  (Corral: super_digest; ZooKeeper: -Dzookeeper.DigestAuthenticationProvider.superDigest;
+  the value is what 'corralctl digest super:password' prints). --version makes the change
+  conditional on the config version cluster list prints (version=...).
+
 With -w in one-shot mode the command waits for the watch to fire and prints the event;
 in the shell, events are printed when they arrive, as zkCli does.
-exit codes: 0 ok, 1 ZooKeeper error, 2 usage error, 3 connection failure
+exit codes: 0 ok, 1 ZooKeeper error (cluster status: no leader), 2 usage error or unsupported
+command, 3 connection failure
 `

@@ -55,6 +55,14 @@ type Config struct {
 	SuperDigest string `koanf:"super_digest"`
 	// ReconfigEnabled allows the reconfig opcode.
 	ReconfigEnabled bool `koanf:"reconfig_enabled"`
+	// SnapshotLogBytes triggers a snapshot (and log compaction behind it)
+	// once this many bytes of transactions were applied since the last
+	// one, whatever the consensus plugin's own entry-count policy says;
+	// 0 disables it.
+	SnapshotLogBytes int64 `koanf:"snapshot_log_bytes"`
+	// SnapshotOnShutdown snapshots on a clean shutdown when anything was
+	// applied since the last snapshot, so the next start replays nothing.
+	SnapshotOnShutdown bool `koanf:"snapshot_on_shutdown"`
 
 	Log LogConfig `koanf:"log"`
 
@@ -92,6 +100,8 @@ func Defaults() map[string]any {
 		"extended_types":           true,
 		"super_digest":             "",
 		"reconfig_enabled":         false,
+		"snapshot_log_bytes":       64 << 20,
+		"snapshot_on_shutdown":     true,
 		"log":                      map[string]any{"level": "info", "format": "text"},
 		"consensus":                map[string]any{"type": "raft"},
 		"storage":                  map[string]any{"type": "bolt"},
@@ -280,6 +290,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRequestBytes <= 0 {
 		errs = append(errs, errors.New("max_request_bytes: must be positive"))
+	}
+	if c.SnapshotLogBytes < 0 {
+		errs = append(errs, errors.New("snapshot_log_bytes: must be 0 (off) or positive"))
 	}
 	if c.ContainerCheckInterval <= 0 {
 		errs = append(errs, errors.New("container_check_interval: must be positive"))

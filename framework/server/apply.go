@@ -53,6 +53,7 @@ func (s *Server) takePending(seq uint64) *pending {
 // including writes that fail, as in ZooKeeper.
 func (s *Server) Apply(e consensus.Entry) {
 	t, err := txn.Decode(e.Data)
+	s.sinceSnapshot.Add(int64(len(e.Data)))
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	s.appliedIndex.Store(e.Index)
@@ -181,6 +182,7 @@ func (s *Server) Snapshot() (consensus.Snapshot, error) {
 	s.applyMu.RLock()
 	defer s.applyMu.RUnlock()
 	snap := &smSnapshot{zxid: s.lastZxid.Load(), index: s.appliedIndex.Load(), tree: s.tree.Snapshot()}
+	s.sinceSnapshot.Store(0)
 	s.sessMu.RLock()
 	for _, si := range s.sessions {
 		snap.sessions = append(snap.sessions, *si)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -90,6 +91,37 @@ func (s *Server) touchLoop() {
 		if len(active) > 0 {
 			s.propose(&txn.Txn{Kind: txn.Touch, Time: nowMs(), Origin: s.cfg.NodeID, Sessions: active}, func(error) {})
 		}
+	}
+}
+
+// snapshotLoop applies the byte-based compaction policy: a snapshot once
+// snapshot_log_bytes of transactions have been applied since the last one,
+// so neither the log on disk nor the replay at start-up grows without bound
+// when a few huge writes stay under the plugin's entry-count threshold.
+func (s *Server) snapshotLoop() {
+	defer s.bg.Done()
+	if s.cfg.SnapshotLogBytes <= 0 {
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		if s.sinceSnapshot.Load() < s.cfg.SnapshotLogBytes {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		start := time.Now()
+		if err := s.SnapshotNow(ctx); err != nil {
+			s.log.Warn("snapshot by log size failed", "err", err)
+		} else {
+			s.log.Info("snapshot taken", "reason", "log bytes", "took", time.Since(start).Round(time.Millisecond))
+		}
+		cancel()
 	}
 }
 

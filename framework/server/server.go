@@ -48,6 +48,9 @@ type Server struct {
 
 	lastZxid     atomic.Int64
 	appliedIndex atomic.Uint64
+	// sinceSnapshot counts transaction bytes applied since the state was
+	// last captured for a snapshot (the byte-based compaction policy).
+	sinceSnapshot atomic.Int64
 
 	sessMu   sync.RWMutex
 	sessions map[int64]*sessionInfo // replicated
@@ -159,10 +162,11 @@ func (s *Server) Start(ctx context.Context) error {
 		s.fronts = append(s.fronts, fe)
 		s.log.Info("serving clients", "protocol", slot.Type, "addr", fe.Addr().String())
 	}
-	s.bg.Add(3)
+	s.bg.Add(4)
 	go s.expiryLoop()
 	go s.reapLoop()
 	go s.touchLoop()
+	go s.snapshotLoop()
 	return nil
 }
 
@@ -203,6 +207,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 		}
 		s.bg.Wait()
+		if s.repl != nil && s.cfg.SnapshotOnShutdown && s.sinceSnapshot.Load() > 0 {
+			// A snapshot now means the next start restores it and
+			// replays nothing; a failure only costs that speed-up.
+			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			if err := s.SnapshotNow(sctx); err != nil {
+				s.log.Warn("snapshot on shutdown failed", "err", err)
+			}
+			cancel()
+		}
 		if s.repl != nil {
 			if err := s.repl.Shutdown(ctx); err != nil {
 				errs = append(errs, err)
