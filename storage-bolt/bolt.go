@@ -389,7 +389,11 @@ func (s *Store) CompactPrefix(upTo uint64) error {
 		}
 		first = step + 1
 	}
-	return s.submit(context.Background(), &request{compact: true, upTo: upTo, done: make(chan error, 1)})
+	if err := s.submit(context.Background(), &request{compact: true, upTo: upTo, done: make(chan error, 1)}); err != nil {
+		return err
+	}
+	s.releaseMappedPages()
+	return nil
 }
 
 // compactStep is how many entries one compaction transaction deletes.
