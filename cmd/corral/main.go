@@ -31,6 +31,12 @@ import (
 )
 
 func main() {
+	if os.Getenv("GOGC") == "" {
+		// The tree is most of the heap and lives long; collecting at 50%
+		// growth instead of Go's 100% trades a little CPU for a third
+		// less memory with large trees. GOGC in the environment wins.
+		debug.SetGCPercent(50)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
