@@ -57,10 +57,11 @@ type Config struct {
 	TransportTimeout time.Duration `koanf:"transport_timeout"`
 	// TransportMaxPool is how many idle connections are kept per peer.
 	TransportMaxPool int `koanf:"transport_max_pool"`
-	// ForwardTimeout bounds a proposal or read barrier made on a follower:
-	// waiting for a leader to be known and reachable, the leader's answer,
-	// and (for proposals) the local apply. A proposal that was never sent
-	// fails with ErrNotLeader; one that was sent, with ErrUnknownOutcome.
+	// ForwardTimeout bounds a proposal, read barrier or membership change
+	// made on a follower: waiting for a leader to be known and reachable,
+	// the leader's answer, and (for proposals and membership changes) the
+	// local apply. A proposal that was never sent fails with ErrNotLeader;
+	// one that was sent, with ErrUnknownOutcome.
 	// On the leader it bounds how long an asynchronous proposal may queue
 	// before it is handed to raft.
 	ForwardTimeout time.Duration `koanf:"forward_timeout"`

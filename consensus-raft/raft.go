@@ -5,16 +5,19 @@
 //
 // Peer port: this member's peer address carries raft's own RPCs and
 // Corral's forwarding protocol, told apart by the first byte of each
-// connection (mux.go). Followers forward proposals and read barriers to the
-// leader over it (forwarder.go, served by serve.go), so every member
-// accepts writes and sync.
+// connection (mux.go). Followers forward proposals, read barriers and
+// membership changes to the leader over it (forwarder.go and membership.go,
+// served by serve.go), so every member accepts writes, sync and reconfig.
 //
 // Bootstrap: a member whose store holds no raft state (no term, no log, no
 // snapshot) bootstraps the cluster from the configured member list, so every
 // member listed at first start must get the same list. A member with state
-// restarts from it and ignores the list except to warn when they differ. A
-// member added at run time is started with Config.Join and added through
-// consensus.Membership.AddMember on the leader.
+// restarts from the membership it stored, which may have changed at run
+// time: a list that differs only draws a warning, but Start fails when the
+// two cannot both be right (see checkStoredMembership). A member added at
+// run time is started with Config.Join and added through
+// consensus.Membership.AddMember, called on any member (membership.go);
+// once added it may be restarted with a list that includes it, without Join.
 //
 // Voters: Member.Voter is a plain bool, so "unset" and "false" look alike.
 // If no member of the list is marked Voter, all are voters (the common
@@ -91,7 +94,7 @@ type Replicator struct {
 	nudgeCh chan struct{}
 
 	clientMu    sync.RWMutex
-	clientAddrs map[uint64]string // not replicated by raft; see Members
+	clientAddrs map[uint64]string // not replicated; see membership.go
 }
 
 // New checks the configuration and returns a Replicator; Start brings it
@@ -314,6 +317,20 @@ func (r *Replicator) Start(ctx context.Context) error {
 	if err != nil {
 		return fail(fmt.Errorf("%s: %w", ID, err))
 	}
+	if existing {
+		// raft's own view of the stored configuration (snapshot plus log),
+		// checked before Start hands the instance to anyone; meanwhile raft
+		// is a follower that cannot campaign before a heartbeat timeout.
+		f := ra.GetConfiguration()
+		err := f.Error()
+		if err == nil {
+			err = r.checkStoredMembership(f.Configuration().Servers)
+		}
+		if err != nil {
+			_ = ra.Shutdown().Error()
+			return fail(fmt.Errorf("%s: %w", ID, err))
+		}
+	}
 	// Leader changes wake whatever waits for a leader to forward to.
 	obs := make(chan raft.Observation, 16)
 	r.observer = raft.NewObserver(obs, false, func(o *raft.Observation) bool {
@@ -326,9 +343,6 @@ func (r *Replicator) Start(ctx context.Context) error {
 	r.mux = mux
 	r.logs = logs
 	r.started = true
-	if existing && !r.cfg.Join {
-		r.warnIfMembershipDiffers(ra)
-	}
 	r.bg.Add(4)
 	go r.watchLeadership(ra, obs)
 	go r.fw.run()
@@ -357,25 +371,4 @@ func (r *Replicator) bootstrapConfiguration(local raft.ServerAddress) raft.Confi
 		c.Servers = append(c.Servers, raft.Server{Suffrage: r.suffrage(m), ID: serverID(m.ID), Address: addr})
 	}
 	return c
-}
-
-// warnIfMembershipDiffers logs when the stored membership is not the
-// configured list: the stored one wins (it may have changed at run time).
-func (r *Replicator) warnIfMembershipDiffers(ra *raft.Raft) {
-	f := ra.GetConfiguration()
-	if f.Error() != nil {
-		return
-	}
-	stored := f.Configuration().Servers
-	want := r.bootstrapConfiguration(r.localAddr)
-	same := len(stored) == len(want.Servers)
-	for i := 0; same && i < len(stored); i++ {
-		j := slices.IndexFunc(want.Servers, func(s raft.Server) bool { return s.ID == stored[i].ID })
-		same = j >= 0 && want.Servers[j].Suffrage == stored[i].Suffrage &&
-			(want.Servers[j].Address == stored[i].Address || stored[i].ID == serverID(r.self.ID))
-	}
-	if !same {
-		r.log.Warn("stored raft membership differs from the configured members; using the stored one",
-			"stored", fmt.Sprint(stored), "configured", fmt.Sprint(want.Servers))
-	}
 }

@@ -112,6 +112,28 @@ func (r *Replicator) serveForward(conn net.Conn) {
 				return
 			}
 			r.reads.add(binary.BigEndian.Uint64(b[:]), func(code byte, index uint64) { s.answer(id, code, index) })
+		case isMemberKind(kind) && n <= maxMemberPayload:
+			b := make([]byte, n)
+			if _, err := io.ReadFull(br, b); err != nil {
+				return
+			}
+			req, err := decodeMemberReq(kind, b)
+			if err != nil {
+				r.log.Warn("forwarding: malformed membership request, closing the connection",
+					"error", err, "remote", conn.RemoteAddr().String())
+				return
+			}
+			// Membership changes wait for a commit: off the reader, so
+			// barriers on the same connection are not held up. They are
+			// rare, and each ends within its timeout or at shutdown.
+			go func() {
+				code, index, msg := r.serveMembership(req)
+				if code == codeOK {
+					s.answer(id, code, index)
+				} else {
+					s.w.add(func(b []byte) []byte { return appendDetailResponse(b, id, code, msg) })
+				}
+			}()
 		default:
 			r.log.Warn("forwarding: malformed request, closing the connection",
 				"kind", kind, "length", n, "remote", conn.RemoteAddr().String())

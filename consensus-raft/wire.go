@@ -17,11 +17,19 @@ import (
 //	hello, client → leader, once:  version u8 | member id u64 | epoch u64
 //	request, client → leader:      kind u8 | id u64 | length u32 | payload
 //	response, leader → client:     id u64 | code u8 | index u64
+//	  when code is codeDetail:     ... | index bytes: code u8 | message
 //
 // A connection whose hello has a non-zero epoch is its member's ordered
-// proposal stream; epoch 0 marks a connection for read barriers only. Each
-// request carries an id chosen by the client; responses come back matched by
-// id, in any order, with many requests in flight per connection.
+// proposal stream; epoch 0 marks a connection for read barriers and
+// membership requests only. Each request carries an id chosen by the
+// client; responses come back matched by id, in any order, with many
+// requests in flight per connection.
+//
+// The membership kinds and codeDetail were added to version 1 without a
+// new version: a leader answers codeDetail only to membership requests, so
+// a client that never sends them never sees it, and a leader that predates
+// them closes the connection on them (the client then reports an unknown
+// outcome for that one call; read barriers sharing the connection retry).
 const (
 	fwdVersion   = 1
 	helloLen     = 1 + 8 + 8
@@ -30,12 +38,27 @@ const (
 	// maxFwdPayload bounds one forwarded proposal; far above what the
 	// framework proposes (ZooKeeper's own limit is about 1 MB).
 	maxFwdPayload = 64 << 20
+	// maxMemberPayload bounds a membership request (two addresses).
+	maxMemberPayload = 4 << 10
+	// maxDetail bounds the message of a detailed answer: a sender cuts its
+	// text to it and a reader refuses anything longer.
+	maxDetail = 4 << 10
 )
 
 // Request kinds.
 const (
 	kindPropose   byte = 1 // payload: the proposal; answer: its log index
 	kindReadIndex byte = 2 // payload: the follower's commit index, u64; answer: the index to wait for
+	// Membership changes run on the leader (membership.go). Payloads start
+	// with the caller's remaining time in nanoseconds, u64 (0: the leader's
+	// ForwardTimeout), then:
+	//   kindAddMember:  member id u64 | voter u8 | peer length u16 | peer | client address (the rest)
+	//   kindRemoveMember, kindTransferLeadership: member id u64 (transfer: 0 lets raft pick)
+	// The answer is codeOK with the configuration entry's log index (0 for
+	// a transfer), or codeDetail.
+	kindAddMember          byte = 3
+	kindRemoveMember       byte = 4
+	kindTransferLeadership byte = 5
 )
 
 // Response codes.
@@ -47,6 +70,13 @@ const (
 	// codeSkipped: nothing was appended because an earlier proposal on the
 	// stream failed, or a newer stream of the same member replaced it.
 	codeSkipped byte = 4
+	// codeDetail: the real code and a message follow the frame (membership
+	// answers only); the index field holds their length.
+	codeDetail byte = 5
+	// codeFailed, only inside codeDetail: the change failed on the leader
+	// for a reason the message gives (for example the target of a transfer
+	// is not a voter); trying another leader would not help.
+	codeFailed byte = 6
 	// codeLost is never sent: the client uses it when the connection failed
 	// before an answer arrived.
 	codeLost    byte = 0xfe
@@ -72,6 +102,17 @@ func appendResponse(b []byte, id uint64, code byte, index uint64) []byte {
 	b = binary.BigEndian.AppendUint64(b, id)
 	b = append(b, code)
 	return binary.BigEndian.AppendUint64(b, index)
+}
+
+// appendDetailResponse writes a codeDetail answer carrying code and msg
+// (cut to maxDetail-1 bytes).
+func appendDetailResponse(b []byte, id uint64, code byte, msg string) []byte {
+	if len(msg) > maxDetail-1 {
+		msg = msg[:maxDetail-1]
+	}
+	b = appendResponse(b, id, codeDetail, uint64(1+len(msg)))
+	b = append(b, code)
+	return append(b, msg...)
 }
 
 // frameWriter batches frames for one connection: callers append encoded
@@ -165,9 +206,24 @@ type fwdConn struct {
 
 	mu      sync.Mutex
 	nextID  uint64
-	pending map[uint64]func(code byte, index uint64)
+	pending map[uint64]answerFn
 	err     error
 	once    sync.Once
+}
+
+// answerFn is one pending request's callback: plain for proposals and read
+// barriers, detailed (with the leader's message) for membership requests.
+type answerFn struct {
+	plain    func(code byte, index uint64)
+	detailed func(code byte, index uint64, msg string)
+}
+
+func (a answerFn) call(code byte, index uint64, msg string) {
+	if a.detailed != nil {
+		a.detailed(code, index, msg)
+		return
+	}
+	a.plain(code, index)
 }
 
 // dialFwd connects to addr's peer port and says hello. epoch 0 asks for a
@@ -177,7 +233,7 @@ func dialFwd(ctx context.Context, addr string, member, epoch uint64, timeout tim
 	if err != nil {
 		return nil, err
 	}
-	c := &fwdConn{conn: conn, pending: map[uint64]func(byte, uint64){}}
+	c := &fwdConn{conn: conn, pending: map[uint64]answerFn{}}
 	c.w = newFrameWriter(conn, timeout, c.fail)
 	c.w.add(func(b []byte) []byte { return appendHello(b, member, epoch) })
 	go c.w.run()
@@ -189,6 +245,16 @@ func dialFwd(ctx context.Context, addr string, member, epoch uint64, timeout tim
 // connection fails first. It reports false, without calling cb, when the
 // connection has already failed.
 func (c *fwdConn) send(kind byte, payload []byte, cb func(code byte, index uint64)) bool {
+	return c.sendFn(kind, payload, answerFn{plain: cb})
+}
+
+// sendDetailed is send for membership requests, whose failures come with
+// the leader's message.
+func (c *fwdConn) sendDetailed(kind byte, payload []byte, cb func(code byte, index uint64, msg string)) bool {
+	return c.sendFn(kind, payload, answerFn{detailed: cb})
+}
+
+func (c *fwdConn) sendFn(kind byte, payload []byte, cb answerFn) bool {
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
@@ -218,6 +284,19 @@ func (c *fwdConn) readLoop() {
 		id := binary.BigEndian.Uint64(hdr[:])
 		code := hdr[8]
 		index := binary.BigEndian.Uint64(hdr[9:])
+		var msg string
+		if code == codeDetail {
+			if index == 0 || index > maxDetail {
+				c.fail(fmt.Errorf("detailed answer of %d bytes", index))
+				return
+			}
+			b := make([]byte, index)
+			if _, err := io.ReadFull(br, b); err != nil {
+				c.fail(err)
+				return
+			}
+			code, index, msg = b[0], 0, string(b[1:])
+		}
 		c.mu.Lock()
 		cb, ok := c.pending[id]
 		delete(c.pending, id)
@@ -226,7 +305,7 @@ func (c *fwdConn) readLoop() {
 			c.fail(fmt.Errorf("answer to unknown request %d", id))
 			return
 		}
-		cb(code, index)
+		cb.call(code, index, msg)
 	}
 }
 
@@ -241,7 +320,7 @@ func (c *fwdConn) fail(err error) {
 		c.w.stop()
 		c.conn.Close()
 		for _, cb := range pending {
-			cb(codeLost, 0)
+			cb.call(codeLost, 0, "")
 		}
 	})
 }
