@@ -96,6 +96,11 @@ func leaderFault(t *testing.T, what string, fault, heal func(*proccluster.Member
 	if _, err := w.Create("/watched", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
 		t.Fatal(err)
 	}
+	// The watcher may sit on another member than the writer: sync first,
+	// as a ZooKeeper client must, to read the write.
+	if _, err := watcher.Sync("/watched"); err != nil {
+		t.Fatal(err)
+	}
 	_, _, wch, err := watcher.GetW("/watched")
 	if err != nil {
 		t.Fatal(err)
