@@ -539,11 +539,11 @@ func clusterList(c *cli) error {
 		return fmt.Errorf("cannot parse %s: %v", configPath, err)
 	}
 	if len(cfg.Members) == 0 {
-		// A standalone server publishes no membership.
-		fmt.Fprintf(c.out, "standalone: %s is empty; showing the connected server\n", configPath)
+		srv := c.conn.Server()
+		mode := c.emptyConfigNote(srv)
 		tw := tabwriter.NewWriter(c.out, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tROLE\tPEER\tCLIENT")
-		fmt.Fprintf(tw, "-\tstandalone\t-\t%s\n", c.conn.Server())
+		fmt.Fprintf(tw, "-\t%s\t-\t%s\n", mode, srv)
 		tw.Flush()
 		return nil
 	}
@@ -552,6 +552,25 @@ func clusterList(c *cli) error {
 		fmt.Fprintf(c.out, "version=%s\n", cfg.Version)
 	}
 	return nil
+}
+
+// emptyConfigNote says why the member list is empty and returns the
+// connected server's mode. A standalone server publishes no membership; a
+// member of an ensemble may not have published it yet (Corral writes it once
+// a leader is elected), which srvr tells apart.
+func (c *cli) emptyConfigNote(srv string) string {
+	mode := "standalone"
+	if out, err := fourLetter(withDefaultPort(srv), "srvr", c.probeTimeout()); err == nil {
+		if st, err := parseSrvr(out); err == nil {
+			mode = st.Mode
+		}
+	}
+	if mode == "standalone" {
+		fmt.Fprintf(c.out, "standalone: %s is empty; showing the connected server\n", configPath)
+	} else {
+		fmt.Fprintf(c.out, "%s is empty although the server reports mode %s (membership not published yet); showing the connected server\n", configPath, mode)
+	}
+	return mode
 }
 
 // statusTarget is a member to probe.
@@ -578,10 +597,13 @@ func clusterStatus(c *cli) error {
 			return fmt.Errorf("cannot parse %s: %v", configPath, err)
 		}
 		if len(cfg.Members) == 0 {
-			standalone = true
-			fmt.Fprintf(c.out, "standalone: %s is empty; showing the connected server\n", configPath)
 			srv := c.conn.Server()
-			targets = []statusTarget{{id: "-", client: srv, dial: srv}}
+			if c.emptyConfigNote(srv) == "standalone" {
+				standalone = true
+				targets = []statusTarget{{id: "-", client: srv, dial: srv}}
+			} else {
+				targets = c.serverTargets()
+			}
 			return nil
 		}
 		targets = c.memberTargets(cfg.Members)
@@ -593,10 +615,7 @@ func clusterStatus(c *cli) error {
 		}
 		msg, _ := describe(err, "")
 		fmt.Fprintf(c.errOut, "cannot read %s (%s); probing the --server addresses instead\n", configPath, msg)
-		for _, s := range c.servers {
-			addr := withDefaultPort(s)
-			targets = append(targets, statusTarget{id: "-", client: addr, dial: addr})
-		}
+		targets = c.serverTargets()
 	}
 
 	rows := make([]statusRow, len(targets))
@@ -630,12 +649,19 @@ func clusterStatus(c *cli) error {
 	formatStatus(c.out, rows)
 
 	var leaders []string
+	unprobed := 0
 	for _, r := range rows {
 		if r.Mode == "leader" || (standalone && r.Mode == "standalone") {
 			leaders = append(leaders, r.ID)
 		}
+		if r.Mode == "unknown" && r.Stats.Mode == "" && r.Client == "" {
+			unprobed++
+		}
 	}
 	switch {
+	case len(leaders) == 0 && unprobed > 0:
+		fmt.Fprintf(c.errOut, "no leader found (%d members could not be probed: give every member's client address with --server)\n", unprobed)
+		return &silentError{code: exitZK}
 	case len(leaders) == 0:
 		fmt.Fprintln(c.errOut, "no leader found")
 		return &silentError{code: exitZK}
@@ -645,6 +671,16 @@ func clusterStatus(c *cli) error {
 		fmt.Fprintf(c.errOut, "warning: %d members report leader\n", len(leaders))
 	}
 	return nil
+}
+
+// serverTargets probes the --server addresses when the membership is unknown.
+func (c *cli) serverTargets() []statusTarget {
+	var out []statusTarget
+	for _, s := range c.servers {
+		addr := withDefaultPort(s)
+		out = append(out, statusTarget{id: "-", client: addr, dial: addr})
+	}
+	return out
 }
 
 func joinNote(a, b string) string {
@@ -723,7 +759,7 @@ func clusterReconfig(c *cli, joining, leaving []string, version int64) error {
 		}
 		return reconfigError(err)
 	}
-	data, now, err := c.readConfig()
+	data, now, err := c.readConfigAfterReconfig()
 	if err != nil {
 		return err
 	}
@@ -741,14 +777,7 @@ func clusterReconfig(c *cli, joining, leaving []string, version int64) error {
 // --server), the current config tells whether the change is in.
 func (c *cli) confirmAfterLoss(joining, leaving []string) error {
 	fmt.Fprintln(c.errOut, "connection lost during reconfig (expected when the leader or the connected server leaves); reconnecting to check")
-	deadline := time.Now().Add(c.timeout)
-	for c.conn.State() != zk.StateHasSession {
-		if time.Now().After(deadline) {
-			return &connError{fmt.Sprintf("could not reconnect within %v to check whether the reconfig was applied; run cluster list against another member", c.timeout)}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	data, _, err := c.readConfig()
+	data, _, err := c.readConfigAfterReconfig()
 	if err != nil {
 		return err
 	}
@@ -762,6 +791,28 @@ func (c *cli) confirmAfterLoss(joining, leaving []string) error {
 	fmt.Fprintln(c.out, "Committed new configuration:")
 	fmt.Fprintln(c.out, strings.TrimRight(data, "\n"))
 	return nil
+}
+
+// readConfigAfterReconfig reads /zookeeper/config, riding out connection
+// losses until --timeout: after a reconfig the ensemble may be electing a
+// new leader, and ZooKeeper drops client connections meanwhile.
+func (c *cli) readConfigAfterReconfig() (string, *zk.Stat, error) {
+	deadline := time.Now().Add(c.timeout)
+	for {
+		if c.conn.State() == zk.StateHasSession {
+			data, st, err := c.readConfig()
+			if err == nil {
+				return data, st, nil
+			}
+			if !isConnErr(err) || errors.Is(err, zk.ErrSessionExpired) {
+				return "", nil, err
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", nil, &connError{fmt.Sprintf("could not read %s within %v after the reconfig; run cluster list against another member to see whether it was applied", configPath, c.timeout)}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // reconfigApplied reports whether cfg has every joining spec and none of
@@ -811,7 +862,7 @@ func reconfigError(err error) error {
 	case codeBadVersion:
 		msg = "the configuration changed since --version (BadVersion): run cluster list and retry with the current version"
 	case codeNewConfigNoQuorum:
-		msg = "the new configuration has no quorum of connected, up-to-date members (NewConfigNoQuorum): start the new member first; on Corral, send the reconfig to the leader (cluster status shows it)"
+		msg = "the change could not be committed (NewConfigNoQuorum): a majority of the new configuration must be up and in sync, so start a joining member first"
 	case codeReconfigInProgress:
 		msg = "another reconfig is in progress (ReconfigInProgress): retry when it has finished"
 	case codeBadArguments:

@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"net"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 )
@@ -339,5 +341,57 @@ func TestClusterStatusWithoutSession(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(r.out), "\n")
 	if len(lines) != 2 || !strings.HasPrefix(lines[1], "-   127.0.0.1:1  unreachable") {
 		t.Fatalf("status table:\n%s", r.out)
+	}
+}
+
+// fakeFourLetter answers every connection with a fixed text, like a
+// server answering a four-letter word.
+func fakeFourLetter(t *testing.T, answer string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			buf := make([]byte, 4)
+			c.Read(buf)
+			c.Write([]byte(answer))
+			c.Close()
+		}
+	}()
+	return l.Addr().String()
+}
+
+func TestEmptyConfigNote(t *testing.T) {
+	cases := []struct{ answer, mode, note string }{
+		{"Zookeeper version: 3.8.0\nMode: standalone\nNode count: 4\n", "standalone",
+			"standalone: /zookeeper/config is empty; showing the connected server\n"},
+		// A member of an ensemble before its leader published the membership.
+		{"Zookeeper version: 3.9.3-corral\nMode: follower\nNode count: 5\n", "follower",
+			"/zookeeper/config is empty although the server reports mode follower (membership not published yet); showing the connected server\n"},
+	}
+	for _, tc := range cases {
+		var out bytes.Buffer
+		c := &cli{out: &out, timeout: time.Second}
+		if mode := c.emptyConfigNote(fakeFourLetter(t, tc.answer)); mode != tc.mode || out.String() != tc.note {
+			t.Errorf("emptyConfigNote(%q) = %q, printed %q; want %q, %q", tc.answer, mode, out.String(), tc.mode, tc.note)
+		}
+	}
+}
+
+func TestFourLetter(t *testing.T) {
+	addr := fakeFourLetter(t, "imok")
+	if out, err := fourLetter(addr, "ruok", time.Second); err != nil || out != "imok" {
+		t.Fatalf("fourLetter = %q, %v", out, err)
+	}
+	// A server that closes without answering is an error, not an empty answer.
+	if out, err := fourLetter(fakeFourLetter(t, ""), "srvr", time.Second); err == nil {
+		t.Fatalf("empty answer accepted: %q", out)
 	}
 }
