@@ -122,6 +122,16 @@ func (s *Server) mode() string {
 	if s.repl.IsLeader() {
 		return "leader"
 	}
+	anyVoter, self := false, true
+	for _, m := range s.cfg.Members {
+		anyVoter = anyVoter || m.Voter
+		if m.ID == s.cfg.NodeID {
+			self = m.Voter
+		}
+	}
+	if anyVoter && !self {
+		return "observer"
+	}
 	return "follower"
 }
 

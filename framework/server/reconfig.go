@@ -188,6 +188,13 @@ func splitList(s string) []string {
 // reconfig runs ZooKeeper's reconfig opcode (incremental: joining and
 // leaving; or a whole new member list) through the consensus plugin's
 // membership capability, then publishes the new /zookeeper/config.
+// errOutcomeUnknown tells the caller to drop the connection: the
+// membership changed but the new config could not be read back here (this
+// member may have removed itself), so no answer would be truthful; the
+// client sees ConnectionLoss and reads /zookeeper/config elsewhere, as with
+// ZooKeeper when a reconfig removes the server it went through.
+const errOutcomeUnknown zkerr.Code = zkerr.ConnectionLoss
+
 func (s *Server) reconfig(ctx context.Context, a *attachment, r *op.ReconfigRequest) (op.Response, zkerr.Code) {
 	switch {
 	case !s.cfg.ReconfigEnabled:
@@ -249,10 +256,10 @@ func (s *Server) reconfig(ctx context.Context, a *attachment, r *op.ReconfigRequ
 			if err != nil {
 				return nil, zkerr.BadArguments
 			}
-			if _, ok := have[id]; !ok {
-				return nil, zkerr.BadArguments
+			// ZooKeeper accepts leaving a server that is not a member.
+			if _, ok := have[id]; ok {
+				leaving = append(leaving, id)
 			}
-			leaving = append(leaving, id)
 		}
 	}
 	sort.Slice(leaving, func(i, j int) bool { return leaving[i] < leaving[j] })
@@ -270,11 +277,12 @@ func (s *Server) reconfig(ctx context.Context, a *attachment, r *op.ReconfigRequ
 	}
 	// Client addresses of new members are known only from the request.
 	if err := s.publishConfig(ctx, joining...); err != nil {
-		return nil, zkerr.NewConfigNoQuorum
+		s.log.Warn("reconfig applied but the new config was not published from here", "err", err)
+		return nil, errOutcomeUnknown
 	}
 	resp, err := s.tree.Read(authFor(nil, true), 0, &op.GetDataRequest{Path: configPath})
 	if err != nil {
-		return nil, zkerr.CodeOf(err)
+		return nil, errOutcomeUnknown
 	}
 	gd := resp.(*op.GetDataResponse)
 	return &op.ReconfigResponse{Data: gd.Data, Stat: gd.Stat}, zkerr.OK

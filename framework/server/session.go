@@ -356,6 +356,10 @@ func (a *attachment) reconfig(it *item) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	resp, code := s.reconfig(ctx, a, it.req.(*op.ReconfigRequest))
 	cancel()
+	if code == errOutcomeUnknown {
+		a.serverClose()
+		return
+	}
 	s.applyMu.RLock()
 	a.complete(it, s.lastZxid.Load(), code, resp)
 	s.applyMu.RUnlock()
