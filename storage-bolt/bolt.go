@@ -29,6 +29,7 @@ import (
 
 	"github.com/corral-dev/corral/framework/plugin"
 	"github.com/corral-dev/corral/framework/storage"
+	"github.com/corral-dev/corral/framework/storage/fsutil"
 	"github.com/corral-dev/corral/framework/storage/logfmt"
 	"github.com/corral-dev/corral/framework/storage/snapfile"
 )
@@ -127,7 +128,7 @@ func Open(ctx context.Context, set plugin.Settings, cfg *Config) (*Store, error)
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("plugin", string(ID), "path", dir)
-	if err := mkdirAllDurable(dir); err != nil {
+	if err := fsutil.MkdirAllDurable(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("storage.bolt: create directory %s: %w", dir, err)
 	}
 	dbPath := filepath.Join(dir, dbFileName)
@@ -136,7 +137,7 @@ func Open(ctx context.Context, set plugin.Settings, cfg *Config) (*Store, error)
 		return nil, err
 	}
 	// bolt fsyncs a new file's pages but not the directory entry naming it.
-	if err := syncDir(dir); err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("storage.bolt: %w", err)
 	}
@@ -534,45 +535,6 @@ func (s *Store) update(plans []logfmt.Plan) (err error) {
 	return nil
 }
 
-// mkdirAllDurable creates dir and its missing parents, then fsyncs each
-// directory that gained an entry, so a directory created just before a
-// power loss is still there afterwards.
-func mkdirAllDurable(dir string) error {
-	var created []string
-	for d := dir; ; {
-		if _, err := os.Stat(d); err == nil {
-			break
-		}
-		created = append(created, d)
-		parent := filepath.Dir(d)
-		if parent == d {
-			break
-		}
-		d = parent
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	for _, d := range created {
-		if err := syncDir(filepath.Dir(d)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
-}
-
 // DiskSize is the database file plus the snapshot files.
 func (s *Store) DiskSize() (int64, error) {
 	s.closeMu.RLock()
@@ -584,26 +546,11 @@ func (s *Store) DiskSize() (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("storage.bolt: %w", err)
 	}
-	snaps, err := dirSize(s.snaps.SnapshotDir())
+	snaps, err := fsutil.DirSize(s.snaps.SnapshotDir())
 	if err != nil {
 		return 0, fmt.Errorf("storage.bolt: %w", err)
 	}
 	return st.Size() + snaps, nil
-}
-
-func dirSize(dir string) (int64, error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return 0, err
-	}
-	var total int64
-	for _, e := range ents {
-		// A snapshot pruned since ReadDir has no Info; it no longer counts.
-		if info, err := e.Info(); err == nil && info.Mode().IsRegular() {
-			total += info.Size()
-		}
-	}
-	return total, nil
 }
 
 // Close commits what is queued, then closes the database. Closing again is a

@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -33,6 +32,7 @@ import (
 
 	"github.com/corral-dev/corral/framework/plugin"
 	"github.com/corral-dev/corral/framework/storage"
+	"github.com/corral-dev/corral/framework/storage/fsutil"
 	"github.com/corral-dev/corral/framework/storage/logfmt"
 	"github.com/corral-dev/corral/framework/storage/snapfile"
 )
@@ -604,26 +604,11 @@ func (s *Store) DiskSize() (int64, error) {
 	if s.closed {
 		return 0, storage.ErrClosed
 	}
-	snaps, err := dirSize(s.snaps.SnapshotDir())
+	snaps, err := fsutil.DirSize(s.snaps.SnapshotDir())
 	if err != nil {
 		return 0, fmt.Errorf("storage.pebble: %w", err)
 	}
 	return int64(s.db.Metrics().DiskSpaceUsage()) + snaps, nil
-}
-
-func dirSize(dir string) (int64, error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return 0, err
-	}
-	var total int64
-	for _, e := range ents {
-		// A snapshot pruned since ReadDir has no Info; it no longer counts.
-		if info, err := e.Info(); err == nil && info.Mode().IsRegular() {
-			total += info.Size()
-		}
-	}
-	return total, nil
 }
 
 // Close commits what is queued, then closes the database and releases the

@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/corral-dev/corral/framework/storage"
+	"github.com/corral-dev/corral/framework/storage/fsutil"
 )
 
 // FormatVersion is the snapshot file format this package writes and the
@@ -106,7 +107,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("snapfile: empty directory")
 	}
-	if err := mkdirAllDurable(dir); err != nil {
+	if err := fsutil.MkdirAllDurable(dir, dirPerm); err != nil {
 		return nil, fmt.Errorf("snapfile: create %s: %w", dir, err)
 	}
 	s := &Store{dir: dir, retain: opts.Retain, log: opts.Logger}
@@ -494,7 +495,7 @@ func (k *sink) Close() error {
 		os.Remove(k.tmp)
 		return fmt.Errorf("snapfile: commit %s: %w", k.final, err)
 	}
-	if err := syncDir(k.dir); err != nil {
+	if err := fsutil.SyncDir(k.dir); err != nil {
 		return err
 	}
 	if k.s == nil {
@@ -520,45 +521,6 @@ func (k *sink) abort() error {
 	k.f.Close()
 	if err := os.Remove(k.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("snapfile: remove %s: %w", k.tmp, err)
-	}
-	return nil
-}
-
-// mkdirAllDurable creates dir and its missing parents, then fsyncs each
-// directory that gained an entry, so a directory created just before a
-// power loss is still there afterwards.
-func mkdirAllDurable(dir string) error {
-	var created []string
-	for d := dir; ; {
-		if _, err := os.Stat(d); err == nil {
-			break
-		}
-		created = append(created, d)
-		parent := filepath.Dir(d)
-		if parent == d {
-			break
-		}
-		d = parent
-	}
-	if err := os.MkdirAll(dir, dirPerm); err != nil {
-		return err
-	}
-	for _, d := range created {
-		if err := syncDir(filepath.Dir(d)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("snapfile: sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("snapfile: sync %s: %w", dir, err)
 	}
 	return nil
 }
