@@ -76,6 +76,17 @@ func adjustLevel(level hclog.Level, msg string, args []any) hclog.Level {
 	if l, ok := demoted[msg]; ok && l < level {
 		return l
 	}
+	// At start-up there was no leader to lose: electing the first one is
+	// routine, not a warning.
+	if msg == "heartbeat timeout reached, starting election" && level > hclog.Info {
+		for i := 0; i+1 < len(args); i += 2 {
+			if k, _ := args[i].(string); k == "last-leader-id" {
+				if v, _ := args[i+1].(string); v == "" {
+					return hclog.Info
+				}
+			}
+		}
+	}
 	if (msg == "failed to get log" || msg == "failed to decode incoming command") && level > hclog.Debug {
 		for i := 1; i < len(args); i += 2 {
 			if err, ok := args[i].(error); ok && (errors.Is(err, raft.ErrLogNotFound) || errors.Is(err, raft.ErrTransportShutdown)) {
