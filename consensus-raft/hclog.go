@@ -81,7 +81,7 @@ func adjustLevel(level hclog.Level, msg string, args []any) hclog.Level {
 	if msg == "heartbeat timeout reached, starting election" && level > hclog.Info {
 		for i := 0; i+1 < len(args); i += 2 {
 			if k, _ := args[i].(string); k == "last-leader-id" {
-				if v, _ := args[i+1].(string); v == "" {
+				if fmt.Sprint(args[i+1]) == "" {
 					return hclog.Info
 				}
 			}
