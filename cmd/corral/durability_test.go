@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -167,4 +168,53 @@ func TestDurabilityKill9(t *testing.T) {
 		t.Fatalf("only %d writes were acknowledged: the test did not exercise the server", len(acked))
 	}
 	t.Logf("%d acknowledged writes survived %d kill -9 rounds", len(acked), loops)
+}
+
+// A damaged log entry stops the server at start with a clear message; it
+// never serves (or replays) wrong data.
+func TestCorruptLogRefusesToStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: builds and kills a real server")
+	}
+	dir := t.TempDir()
+	p := startProc(t, dir)
+	c, _, err := zk.Connect([]string{p.addr}, 5*time.Second, zk.WithLogInfo(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := []byte("CORRUPT-ME-PLEASE-0123456789")
+	if _, err := c.Create("/x", marker, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	p.kill() // no snapshot on the way out: the entry must be replayed
+	db := filepath.Join(dir, "bolt", "corral.db")
+	b, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipped := 0
+	for i := bytes.Index(b, marker); i >= 0; i = bytes.Index(b, marker) {
+		b[i] ^= 0xff
+		flipped++
+	}
+	if flipped == 0 {
+		t.Fatal("marker not found in the bolt file")
+	}
+	if err := os.WriteFile(db, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(corralBinary(t), "serve", "--data-dir", dir, "--listen", "127.0.0.1:0")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("server started on a corrupt log:\n%s", out)
+	}
+	for _, want := range []string{"corrupt", db, "refusing to start"} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Fatalf("start-up error lacks %q:\n%s", want, out)
+		}
+	}
+	if bytes.Contains(out, []byte("panic")) {
+		t.Fatalf("start-up on a corrupt log panicked:\n%s", out)
+	}
 }
