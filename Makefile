@@ -33,6 +33,13 @@ conformance-long: ## longer fault schedules
 bench: build ## load tool: Corral vs Apache ZooKeeper side by side
 	./scripts/bench.sh
 
+.PHONY: bench-cluster bench-failover
+bench-cluster: build ## the same workloads on a 3-member Corral ensemble vs a 3-member ZooKeeper ensemble
+	./scripts/bench-cluster.sh
+
+bench-failover: ## kill -9 / SIGSTOP the leader: time to the next acknowledged write, Corral vs ZooKeeper (3 runs each)
+	$(GO) test -count=1 -run '^$$' -bench Failover -benchtime 1x -timeout 20m ./conformance/
+
 fuzz: ## run each fuzzer for 30s
 	$(GO) test -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 30s ./protocol-native/
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./framework/txn/

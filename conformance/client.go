@@ -81,7 +81,11 @@ func RunClient(t *testing.T, o ClientOptions) {
 			if _, err := admin.Create(root, nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
 				t.Fatalf("create root %s: %v", root, err)
 			}
-			t.Cleanup(func() { deleteAll(admin, root) })
+			t.Cleanup(func() {
+				// Other sessions wrote under root, maybe through other members.
+				admin.Sync(root)
+				deleteAll(admin, root)
+			})
 			c.fn(t, o, root)
 		})
 	}
@@ -227,6 +231,7 @@ func checkEphemerals(t *testing.T, o ClientOptions, root string) {
 	other := Connect(t, o.Servers)
 	p := root + "/e"
 	h.str(owner.Create(p, []byte("x"), zk.FlagEphemeral, zk.WorldACL(zk.PermAll)))
+	syncFor(t, other, p)
 	_, st, err := other.Get(p)
 	if err != nil || st.EphemeralOwner != owner.SessionID() {
 		t.Fatalf("ephemeral seen by another session: %+v %v (owner 0x%x)", st, err, owner.SessionID())
@@ -318,6 +323,17 @@ func checkMulti(t *testing.T, o ClientOptions, root string) {
 	}
 }
 
+// syncFor makes reader's server catch up with a write another session
+// made. On an ensemble the two sessions may sit on different members, and
+// ZooKeeper only promises a session its own writes; sync is how a client
+// asks for another's.
+func syncFor(t *testing.T, reader *zk.Conn, path string) {
+	t.Helper()
+	if _, err := reader.Sync(path); err != nil {
+		t.Fatalf("sync %s: %v", path, err)
+	}
+}
+
 func waitEvent(t *testing.T, ch <-chan zk.Event, what string) zk.Event {
 	t.Helper()
 	select {
@@ -346,6 +362,7 @@ func checkDataWatch(t *testing.T, o ClientOptions, root string) {
 	c := Connect(t, o.Servers)
 	p := root + "/d"
 	h.str(c.Create(p, []byte("a"), 0, zk.WorldACL(zk.PermAll)))
+	syncFor(t, w, p)
 	_, _, ch, err := w.GetW(p)
 	if err != nil {
 		t.Fatal(err)
@@ -417,6 +434,7 @@ func checkWatchBeforeData(t *testing.T, o ClientOptions, root string) {
 	c := Connect(t, o.Servers)
 	p := root + "/o"
 	h.str(c.Create(p, []byte("0"), 0, zk.WorldACL(zk.PermAll)))
+	syncFor(t, w, p)
 	for i := 1; i <= 20; i++ {
 		_, _, ch, err := w.GetW(p)
 		if err != nil {

@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"math/rand"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -12,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corral-dev/corral/conformance/corraltest"
 	"github.com/corral-dev/corral/conformance/zkref"
 )
 
@@ -198,4 +202,86 @@ func TestAgainstZooKeeper(t *testing.T) {
 			t.Fatalf("left behind /%s", k)
 		}
 	}
+}
+
+// Each session of a cell connects to one server, the servers in turn, so
+// sessions (and the reads they issue) spread evenly over an ensemble.
+func TestSessionsRoundRobin(t *testing.T) {
+	servers := []string{
+		corraltest.Start(t, corraltest.Options{}).Addr,
+		corraltest.Start(t, corraltest.Options{}).Addr,
+		corraltest.Start(t, corraltest.Options{}).Addr,
+	}
+	conns, err := dialAll(servers, 7, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll(conns)
+	count := map[string]int{}
+	for i, c := range conns {
+		if got, want := c.Server(), servers[i%3]; got != want {
+			t.Errorf("session %d on %s, want %s", i, got, want)
+		}
+		count[c.Server()]++
+	}
+	if count[servers[0]] != 3 || count[servers[1]] != 2 || count[servers[2]] != 2 {
+		t.Fatalf("sessions per server: %v", count)
+	}
+}
+
+// fakeSrvr answers every connection with a srvr reply in the given mode.
+func fakeSrvr(t *testing.T, mode string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			buf := make([]byte, 4)
+			if _, err := io.ReadFull(c, buf); err == nil && string(buf) == "srvr" {
+				fmt.Fprintf(c, "Zookeeper version: x\nLatency min/avg/max: 0/0/0\nMode: %s\nNode count: 5\n", mode)
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// The leader goes last, the rest keep their order; a server without a
+// srvr reply keeps its place.
+func TestOrderByRole(t *testing.T) {
+	leader, f1, f2 := fakeSrvr(t, "leader"), fakeSrvr(t, "follower"), fakeSrvr(t, "follower")
+	dead := freeLoopbackAddr(t)
+	got, roles := orderByRole([]string{leader, f1, dead, f2}, serverRole)
+	want := []string{f1, dead, f2, leader}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("order %v, want %v", got, want)
+	}
+	if strings.Join(roles, ",") != "follower,,follower,leader" {
+		t.Fatalf("roles %q", roles)
+	}
+	if s := describeServers(got, roles); !strings.Contains(s, dead+" (no srvr reply)") || !strings.HasSuffix(s, leader+" (leader)") {
+		t.Fatalf("describeServers = %q", s)
+	}
+	// A single standalone server stays as it is.
+	one, _ := orderByRole([]string{f1}, func(string) string { return "standalone" })
+	if len(one) != 1 || one[0] != f1 {
+		t.Fatalf("single server: %v", one)
+	}
+}
+
+func freeLoopbackAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }

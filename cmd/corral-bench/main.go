@@ -9,6 +9,11 @@
 //	corral-bench compare a.json b.json             # side-by-side table with ratios
 //	corral-bench compare --target corral=127.0.0.1:2181 --target zookeeper=zkref [run flags]
 //	    (zkref:3 starts a three-member ZooKeeper ensemble instead)
+//
+// With several servers (an ensemble), session i of a cell connects to
+// server i mod n alone, with the leader (found by srvr) moved last, so
+// reads spread evenly over the members; scripts/bench-cluster.sh compares
+// 3-member ensembles this way.
 package main
 
 import (
@@ -61,7 +66,7 @@ func (f *runFlags) register(fs *flag.FlagSet, withTarget bool) {
 		fs.IntVar(&f.rssPID, "rss-pid", 0, "server process id: report its VmRSS after loading --znodes znodes")
 	}
 	fs.StringVar(&f.workloads, "workload", "all", "comma-separated: getdata, mixed, setdata, createdelete, all, none")
-	fs.StringVar(&f.sessions, "sessions", "1,8,32", "comma-separated session counts")
+	fs.StringVar(&f.sessions, "sessions", "1,8,32", "comma-separated session counts; session i connects to server i mod n alone, the leader last (by srvr)")
 	fs.DurationVar(&f.duration, "duration", 10*time.Second, "measured time per cell")
 	fs.DurationVar(&f.warmup, "warmup", time.Second, "unmeasured time before each cell")
 	fs.IntVar(&f.inflight, "inflight", 1, "concurrent requests per session (pipelined on its connection)")
@@ -250,6 +255,11 @@ func measureAll(targets []*target, f *runFlags, workloads []string, sessions []i
 	results := make([]*Result, len(targets))
 	startKB := make([]int64, len(targets))
 	for i, t := range targets {
+		if len(t.servers) > 1 {
+			var roles []string
+			t.servers, roles = orderByRole(t.servers, serverRole)
+			fmt.Fprintf(progress, "%-10s sessions round-robin over %s\n", t.label, describeServers(t.servers, roles))
+		}
 		if t.rss {
 			kb, err := vmRSS(t.pid)
 			if err != nil {

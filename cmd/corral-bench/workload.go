@@ -73,6 +73,10 @@ func dial(servers []string, timeout time.Duration) (*zk.Conn, error) {
 	}
 }
 
+// dialAll opens n sessions, session i to servers[i%len(servers)] alone.
+// go-zookeeper connects to a random member of a list, which would leave the
+// spread of an ensemble's sessions (and so of its reads) to chance; one
+// address per session spreads them evenly and the same way on every run.
 func dialAll(servers []string, n int, timeout time.Duration) ([]*zk.Conn, error) {
 	conns := make([]*zk.Conn, n)
 	errs := make([]error, n)
@@ -81,7 +85,7 @@ func dialAll(servers []string, n int, timeout time.Duration) ([]*zk.Conn, error)
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			conns[i], errs[i] = dial(servers, timeout)
+			conns[i], errs[i] = dial([]string{sessionServer(servers, i)}, timeout)
 		}(i)
 	}
 	wg.Wait()
@@ -140,6 +144,13 @@ func runCell(servers []string, root string, cfg cellConfig) (Cell, error) {
 			if err := ensure(conns[0], writePaths[w], data); err != nil {
 				return cell, err
 			}
+		}
+	}
+	// Every other session syncs first, so none starts before its member has
+	// the nodes just created through conns[0] (reads may lag on a follower).
+	for _, c := range conns[1:] {
+		if _, err := c.Sync(cellRoot); err != nil {
+			return cell, fmt.Errorf("sync: %w", err)
 		}
 	}
 

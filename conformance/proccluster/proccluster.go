@@ -61,6 +61,10 @@ type Options struct {
 	Consensus string
 	// Storage is the storage slot body (default "type: bolt").
 	Storage string
+	// Protocol names a protocol plugin served next to the native listener
+	// (which go-zookeeper clients and four-letter words use), on
+	// Member.ProtocolAddr. Empty or "native" adds no listener.
+	Protocol string
 }
 
 // Member is one server process.
@@ -68,10 +72,13 @@ type Member struct {
 	ID         uint64
 	ClientAddr string
 	PeerAddr   string
-	Dir        string
-	cfgPath    string
-	t          testing.TB
-	bin        string
+	// ProtocolAddr is where Options.Protocol listens (ClientAddr when that
+	// is the native protocol).
+	ProtocolAddr string
+	Dir          string
+	cfgPath      string
+	t            testing.TB
+	bin          string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -107,11 +114,15 @@ func freePorts(t testing.TB, n int) []string {
 func Start(t testing.TB, n int, o Options) *Cluster {
 	t.Helper()
 	bin := Binary(t)
-	addrs := freePorts(t, 2*n)
+	addrs := freePorts(t, 3*n)
 	c := &Cluster{t: t}
 	var members strings.Builder
 	for i := 0; i < n; i++ {
-		m := &Member{ID: uint64(i + 1), ClientAddr: addrs[2*i], PeerAddr: addrs[2*i+1], Dir: t.TempDir(), t: t, bin: bin}
+		m := &Member{ID: uint64(i + 1), ClientAddr: addrs[3*i], PeerAddr: addrs[3*i+1], Dir: t.TempDir(), t: t, bin: bin}
+		m.ProtocolAddr = m.ClientAddr
+		if o.Protocol != "" && o.Protocol != "native" {
+			m.ProtocolAddr = addrs[3*i+2]
+		}
 		c.Members = append(c.Members, m)
 		fmt.Fprintf(&members, "  - {id: %d, peer: %q, client: %q}\n", m.ID, m.PeerAddr, m.ClientAddr)
 	}
@@ -122,6 +133,10 @@ func Start(t testing.TB, n int, o Options) *Cluster {
 		o.Storage = "type: bolt"
 	}
 	for _, m := range c.Members {
+		protocols := fmt.Sprintf("  - {type: native, listen: %q}\n", m.ClientAddr)
+		if m.ProtocolAddr != m.ClientAddr {
+			protocols += fmt.Sprintf("  - {type: %s, listen: %q}\n", o.Protocol, m.ProtocolAddr)
+		}
 		cfg := fmt.Sprintf(`node_id: %d
 data_dir: %q
 tick_time: 500ms
@@ -133,8 +148,7 @@ members:
 storage:
   %s
 protocols:
-  - {type: native, listen: %q}
-%s`, m.ID, filepath.Join(m.Dir, "data"), members.String(), o.Consensus, o.Storage, m.ClientAddr, o.Extra)
+%s%s`, m.ID, filepath.Join(m.Dir, "data"), members.String(), o.Consensus, o.Storage, protocols, o.Extra)
 		m.cfgPath = filepath.Join(m.Dir, "corral.yaml")
 		if err := os.WriteFile(m.cfgPath, []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
@@ -282,6 +296,15 @@ func (c *Cluster) WaitLeader(d time.Duration) *Member {
 	}
 	c.t.Fatalf("no leader within %s\n%s", d, logs.String())
 	return nil
+}
+
+// ProtocolAddrs lists every member's Options.Protocol address.
+func (c *Cluster) ProtocolAddrs() []string {
+	var out []string
+	for _, m := range c.Members {
+		out = append(out, m.ProtocolAddr)
+	}
+	return out
 }
 
 // ClientAddrs lists every member's client address.
