@@ -299,3 +299,44 @@ func TestSnapshotOnShutdown(t *testing.T) {
 		t.Fatalf("after restart: %q %v", data, err)
 	}
 }
+
+// Local sessions (ZooKeeper's localSessionsEnabled) need no consensus round;
+// without upgrading they cannot own ephemerals.
+func TestLocalSessions(t *testing.T) {
+	srv := corraltest.Start(t, corraltest.Options{Overrides: map[string]any{
+		"local_sessions": true, "local_sessions_upgrading": false,
+	}})
+	c := conformance.Connect(t, []string{srv.Addr})
+	if _, err := c.Create("/persistent", []byte("x"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatalf("write from a local session: %v", err)
+	}
+	if _, err := c.Create("/eph", nil, zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err == nil || !strings.Contains(err.Error(), "-120") {
+		t.Fatalf("ephemeral on a local session: %v, want EPHEMERALONLOCALSESSION (-120)", err)
+	}
+	if ok, _, _ := c.Exists("/eph"); ok {
+		t.Fatal("the refused ephemeral exists")
+	}
+	if out := fourLetter(t, srv.Addr, "mntr"); !strings.Contains(out, "zk_local_sessions\t1\n") {
+		t.Fatalf("mntr does not count the local session:\n%s", out)
+	}
+}
+
+// With upgrading, an ephemeral create turns the local session into a
+// global one that owns the node until it closes.
+func TestLocalSessionUpgrade(t *testing.T) {
+	srv := corraltest.Start(t, corraltest.Options{Overrides: map[string]any{"local_sessions": true}})
+	c := conformance.Connect(t, []string{srv.Addr})
+	if _, err := c.Create("/eph", nil, zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatalf("ephemeral with upgrading: %v", err)
+	}
+	other := conformance.Connect(t, []string{srv.Addr})
+	_, st, err := other.Get("/eph")
+	if err != nil || st.EphemeralOwner != c.SessionID() {
+		t.Fatalf("owner 0x%x (%v), want the upgraded session 0x%x", st.EphemeralOwner, err, c.SessionID())
+	}
+	c.Close()
+	waitFor(t, "ephemeral gone with its session", 5*time.Second, func() bool {
+		ok, _, _ := other.Exists("/eph")
+		return !ok
+	})
+}

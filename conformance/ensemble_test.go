@@ -1,8 +1,10 @@
 package conformance_test
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -318,4 +320,123 @@ func TestReconfigStandaloneAndDisabled(t *testing.T) {
 	if _, err := c2.IncrementalReconfig(nil, []string{"2"}, -1); !errors.Is(err, zk.ErrReconfigDisabled) {
 		t.Fatalf("reconfig when disabled: %v, want ReconfigDisabled", err)
 	}
+}
+
+// rawClient speaks just enough of ZooKeeper's wire protocol to ask for a
+// read-only session, which go-zookeeper cannot.
+type rawClient struct {
+	c   net.Conn
+	xid int32
+}
+
+func rawConnect(t *testing.T, addr string, readOnly bool) (*rawClient, bool) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	var b []byte
+	b = binary.BigEndian.AppendUint32(b, 0)     // protocol version
+	b = binary.BigEndian.AppendUint64(b, 0)     // last zxid seen
+	b = binary.BigEndian.AppendUint32(b, 30000) // timeout
+	b = binary.BigEndian.AppendUint64(b, 0)     // session id
+	b = binary.BigEndian.AppendUint32(b, 16)    // password length
+	b = append(b, make([]byte, 16)...)          // password
+	b = append(b, map[bool]byte{false: 0, true: 1}[readOnly])
+	r := &rawClient{c: c}
+	resp, err := r.roundTrip(b)
+	if err != nil {
+		return nil, false
+	}
+	if len(resp) < 37 {
+		t.Fatalf("short connect response (%d bytes)", len(resp))
+	}
+	return r, resp[len(resp)-1] == 1
+}
+
+func (r *rawClient) roundTrip(body []byte) ([]byte, error) {
+	frame := binary.BigEndian.AppendUint32(nil, uint32(len(body)))
+	if _, err := r.c.Write(append(frame, body...)); err != nil {
+		return nil, err
+	}
+	var n [4]byte
+	if _, err := io.ReadFull(r.c, n[:]); err != nil {
+		return nil, err
+	}
+	resp := make([]byte, binary.BigEndian.Uint32(n[:]))
+	_, err := io.ReadFull(r.c, resp)
+	return resp, err
+}
+
+func appendString(b []byte, s string) []byte {
+	return append(binary.BigEndian.AppendUint32(b, uint32(len(s))), s...)
+}
+
+// request sends one request and returns the reply's error code.
+func (r *rawClient) request(t *testing.T, opcode int32, body []byte) int32 {
+	t.Helper()
+	r.xid++
+	b := binary.BigEndian.AppendUint32(nil, uint32(r.xid))
+	b = binary.BigEndian.AppendUint32(b, uint32(opcode))
+	resp, err := r.roundTrip(append(b, body...))
+	if err != nil || len(resp) < 16 {
+		t.Fatalf("opcode %d: %v (%d bytes)", opcode, err, len(resp))
+	}
+	if xid := int32(binary.BigEndian.Uint32(resp)); xid != r.xid {
+		t.Fatalf("reply xid %d, want %d", xid, r.xid)
+	}
+	return int32(binary.BigEndian.Uint32(resp[12:]))
+}
+
+// A member cut off from the majority serves reads to clients that accept a
+// read-only server and refuses writes with NOTREADONLY (readonlymode.enabled).
+func TestEnsembleReadOnlyMode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts three processes")
+	}
+	c := proccluster.Start(t, 3, proccluster.Options{Extra: "read_only_mode: true\n"})
+	conn := connectTo(t, c.Members[0].ClientAddr)
+	if _, err := conn.Create("/seen", []byte("x"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	survivor := c.Members[0]
+	if _, err := connectTo(t, survivor.ClientAddr).Sync("/"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	c.Members[1].Kill()
+	c.Members[2].Kill()
+	waitFor(t, "read-only mode", 10*time.Second, func() bool {
+		out, _ := survivor.FourLetter("isro")
+		return out == "ro"
+	})
+	if _, ok := rawConnect(t, survivor.ClientAddr, false); ok {
+		t.Fatal("a client that does not accept read-only got a read-only session")
+	}
+	rc, ro := rawConnect(t, survivor.ClientAddr, true)
+	if rc == nil || !ro {
+		t.Fatalf("read-only session: client %v, readOnly flag %v", rc != nil, ro)
+	}
+	get := append(appendString(nil, "/seen"), 0)
+	if code := rc.request(t, 4, get); code != 0 {
+		t.Fatalf("getData in read-only mode: error %d", code)
+	}
+	create := appendString(nil, "/new")
+	create = binary.BigEndian.AppendUint32(create, 0xffffffff) // null data
+	create = binary.BigEndian.AppendUint32(create, 1)          // one ACL
+	create = binary.BigEndian.AppendUint32(create, 31)
+	create = appendString(appendString(create, "world"), "anyone")
+	create = binary.BigEndian.AppendUint32(create, 0) // persistent
+	if code := rc.request(t, 1, create); code != -119 {
+		t.Fatalf("create in read-only mode: error %d, want NOTREADONLY (-119)", code)
+	}
+	// The majority comes back: the member leaves read-only mode.
+	c.Members[1].Start()
+	c.WaitLeader(30 * time.Second)
+	waitFor(t, "read-write again", 10*time.Second, func() bool {
+		out, _ := survivor.FourLetter("isro")
+		return out == "rw"
+	})
 }

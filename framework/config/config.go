@@ -55,6 +55,17 @@ type Config struct {
 	SuperDigest string `koanf:"super_digest"`
 	// ReconfigEnabled allows the reconfig opcode.
 	ReconfigEnabled bool `koanf:"reconfig_enabled"`
+	// LocalSessions creates new sessions on the connected server only, with
+	// no consensus round (ZooKeeper's localSessionsEnabled); they cannot
+	// move to another server.
+	LocalSessions bool `koanf:"local_sessions"`
+	// LocalSessionsUpgrading turns a local session into a global one when
+	// it creates an ephemeral (localSessionsUpgradingEnabled); without it
+	// such a create fails with EPHEMERALONLOCALSESSION.
+	LocalSessionsUpgrading bool `koanf:"local_sessions_upgrading"`
+	// ReadOnlyMode lets a member cut off from the majority serve reads to
+	// clients that accept a read-only server (readonlymode.enabled).
+	ReadOnlyMode bool `koanf:"read_only_mode"`
 	// SnapshotLogBytes triggers a snapshot (and log compaction behind it)
 	// once this many bytes of transactions were applied since the last
 	// one, whatever the consensus plugin's own entry-count policy says;
@@ -101,6 +112,9 @@ func Defaults() map[string]any {
 		"super_digest":             "",
 		"reconfig_enabled":         false,
 		"snapshot_log_bytes":       64 << 20,
+		"local_sessions":           false,
+		"local_sessions_upgrading": true,
+		"read_only_mode":           false,
 		"snapshot_on_shutdown":     true,
 		"log":                      map[string]any{"level": "info", "format": "text"},
 		"consensus":                map[string]any{"type": "raft"},

@@ -62,6 +62,9 @@ func (s *Server) FourLetterWord(cmd string) (string, bool) {
 	case "ruok":
 		return "imok", true
 	case "isro":
+		if s.readOnly() {
+			return "ro", true
+		}
 		return "rw", true
 	case "srvr":
 		return s.srvr(false), true
@@ -116,6 +119,9 @@ func (s *Server) fourLetterAllowed(cmd string) bool {
 }
 
 func (s *Server) mode() string {
+	if s.readOnly() {
+		return "read-only"
+	}
 	if len(s.cfg.Members) <= 1 {
 		return "standalone"
 	}
@@ -209,7 +215,7 @@ func (s *Server) mntr() string {
 		{"zk_approximate_data_size", fmt.Sprint(dataBytes)},
 		{"zk_open_file_descriptor_count", fmt.Sprint(openFDs())},
 		{"zk_global_sessions", fmt.Sprint(len(s.sessionIDs()))},
-		{"zk_local_sessions", "0"},
+		{"zk_local_sessions", fmt.Sprint(s.locals.count())},
 		{"zk_uptime", fmt.Sprint(time.Since(s.started).Milliseconds())},
 		{"zk_commit_count", fmt.Sprint(s.stats.commits.Load())},
 		{"zk_connection_request_count", fmt.Sprint(s.stats.connects.Load())},

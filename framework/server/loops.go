@@ -28,6 +28,7 @@ func (s *Server) expiryLoop() {
 			return
 		case <-t.C:
 		}
+		s.expireLocal(nowMs())
 		leader := s.repl.IsLeader()
 		if leader && !wasLeader {
 			// A new leader gives everyone a fresh timeout instead of

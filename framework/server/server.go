@@ -63,6 +63,7 @@ type Server struct {
 	seq     atomic.Uint64
 
 	live     liveness
+	locals   localSessions
 	nextSess atomic.Int64
 
 	propMu   sync.Mutex

@@ -120,6 +120,23 @@ func (s *Server) Connect(ctx context.Context, req protocol.ConnectRequest, conn 
 		return nil, protocol.ConnectResponse{}, fmt.Errorf("client has seen zxid 0x%x, this server is at 0x%x", req.LastZxidSeen, last)
 	}
 	timeout := s.negotiateTimeout(req.TimeoutMs)
+	if ls, ok, err := s.connectLocal(req, timeout); ok {
+		if err == zkerr.ErrSessionExpired {
+			return nil, expiredResponse, err
+		}
+		if err != nil {
+			return nil, protocol.ConnectResponse{}, err
+		}
+		a := newAttachment(s, ls.info.ID, conn)
+		a.local, a.readOnly = ls, ls.readOnly
+		s.attach(a)
+		s.live.touch(a.id, ls.info.TimeoutMs, nowMs())
+		return a, protocol.ConnectResponse{TimeoutMs: ls.info.TimeoutMs, SessionID: a.id, Password: ls.info.Password, ReadOnly: a.readOnly}, nil
+	}
+	readOnly := s.readOnly()
+	if readOnly && !req.ReadOnly {
+		return nil, protocol.ConnectResponse{}, fmt.Errorf("this member is read-only (no leader) and the client does not accept that")
+	}
 	var id int64
 	var pw []byte
 	if req.SessionID == 0 {
@@ -143,17 +160,23 @@ func (s *Server) Connect(ctx context.Context, req protocol.ConnectRequest, conn 
 		id, pw = si.ID, si.Password
 	}
 	a := newAttachment(s, id, conn)
+	a.readOnly = readOnly
+	s.attach(a)
+	s.live.touch(id, timeout, nowMs())
+	return a, protocol.ConnectResponse{TimeoutMs: timeout, SessionID: id, Password: pw, ReadOnly: readOnly}, nil
+}
+
+// attach makes a the session's connection; the newest connection owns the
+// session, and an older one is closed (ZooKeeper's takeover).
+func (s *Server) attach(a *attachment) {
 	s.connMu.Lock()
-	old := s.attached[id]
-	s.attached[id] = a
+	old := s.attached[a.id]
+	s.attached[a.id] = a
 	s.connMu.Unlock()
 	if old != nil {
-		// Takeover: the newest connection owns the session.
-		s.log.Debug("session moved to a new connection", "session", fmt.Sprintf("0x%x", uint64(id)))
+		s.log.Debug("session moved to a new connection", "session", fmt.Sprintf("0x%x", uint64(a.id)))
 		old.serverClose()
 	}
-	s.live.touch(id, timeout, nowMs())
-	return a, protocol.ConnectResponse{TimeoutMs: timeout, SessionID: id, Password: pw}, nil
 }
 
 type itemKind uint8
@@ -186,6 +209,11 @@ type attachment struct {
 	id      int64
 	conn    protocol.Conn
 	created time.Time
+	// readOnly: this connection was accepted in read-only mode.
+	readOnly bool
+
+	// local is set for a local session (nil once upgraded); guarded by mu.
+	local *localSession
 
 	mu     sync.Mutex
 	queue  []*item
@@ -273,6 +301,9 @@ func (a *attachment) Submit(xid int32, req op.Request) {
 		}
 	}
 	kind := classify(req)
+	if (a.readOnly || a.local != nil) && a.localWrite(xid, req, kind) {
+		return
+	}
 	start := time.Now()
 
 	s.applyMu.RLock()
@@ -303,6 +334,11 @@ func (a *attachment) Submit(xid int32, req op.Request) {
 		t.Time = nowMs()
 		t.Origin = s.cfg.NodeID
 		t.Session = a.id
+		if a.local != nil {
+			// Replicas do not know local sessions; such writes create
+			// no ephemerals, so they carry no session.
+			t.Session = 0
+		}
 		t.Auth = append([]znode.ID(nil), a.auth...)
 		t.Super = a.super
 		t.Seq = s.addPending(&pending{a: a, it: it})
