@@ -376,6 +376,9 @@ func checkDataWatch(t *testing.T, o ClientOptions, root string) {
 	h.stat(c.Set(p, []byte("b"), -1))
 	noEvent(t, ch, "one-shot watch after it fired")
 
+	// Without the sync a member behind the second set would fire the new
+	// watch for it, correctly, instead of for the delete.
+	syncFor(t, w, p)
 	_, _, ch, err = w.GetW(p)
 	if err != nil {
 		t.Fatal(err)

@@ -104,7 +104,11 @@ func (s *Server) FourLetterWord(cmd string) (string, bool) {
 	case "stmk":
 		return "0\n", true
 	case "hash":
-		return fmt.Sprintf("Digest in zxid 0x%x: %d\n", s.lastZxid.Load(), s.tree.Digest()), true
+		// Under the apply lock, so the zxid and the digest are one state.
+		s.applyMu.RLock()
+		zxid, digest := s.lastZxid.Load(), s.tree.Digest()
+		s.applyMu.RUnlock()
+		return fmt.Sprintf("Digest in zxid 0x%x: %d\n", zxid, digest), true
 	}
 	return "", false
 }
