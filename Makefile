@@ -24,6 +24,10 @@ test-short: ## quick tests without the race detector
 test-clients: build ## real zkCli, C client and kazoo against a fresh Corral server
 	./scripts/run-test-clients.sh
 
+.PHONY: test-partition
+test-partition: ## network partitions: members in their own network namespaces, cut off and healed (needs root; skips without, fails in CI)
+	$(GO) test $(GOFLAGS_TEST) -v -run '^TestPartition' ./conformance/ ./conformance/netcluster/
+
 conformance: ## the end-to-end semantics suite against Corral (and ZooKeeper when installed)
 	$(GO) test -count=1 -run 'Conformance' ./conformance/...
 
