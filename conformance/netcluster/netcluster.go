@@ -102,10 +102,10 @@ type Member struct {
 	cfgPath string
 	bin     string
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	cut  bool
+	proccluster.Process
+
+	mu  sync.Mutex // guards cut
+	cut bool
 }
 
 // network records what one run created, so that teardown deletes exactly
@@ -430,70 +430,10 @@ func (m *Member) DialInside(network, address string, timeout time.Duration) (net
 }
 
 // Start launches the member's process in its namespace (again, after
-// Kill/Stop).
+// Kill/Stop). `ip netns exec` execs the binary in place (no fork), so the
+// pid is the server's and signals reach it directly.
 func (m *Member) Start() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.cmd != nil {
-		return
-	}
-	logf, err := os.OpenFile(filepath.Join(m.Dir, "corral.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		m.c.t.Fatal(err)
-	}
-	// `ip netns exec` execs the binary in place (no fork), so the pid is the
-	// server's and signals reach it directly.
-	cmd := exec.Command("ip", "netns", "exec", m.NS, m.bin, "serve", "--config", m.cfgPath)
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		m.c.t.Fatal(err)
-	}
-	m.cmd, m.done = cmd, make(chan struct{})
-	done := m.done
-	go func() { cmd.Wait(); logf.Close(); close(done) }()
-}
-
-func (m *Member) signal(sig syscall.Signal, wait bool) {
-	m.mu.Lock()
-	cmd, done := m.cmd, m.done
-	if wait {
-		m.cmd = nil
-	}
-	m.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	cmd.Process.Signal(sig)
-	if wait {
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	}
-}
-
-// Kill sends SIGKILL and waits for the process to exit.
-func (m *Member) Kill() { m.signal(syscall.SIGCONT, false); m.signal(syscall.SIGKILL, true) }
-
-// Stop sends SIGTERM (clean shutdown) and waits.
-func (m *Member) Stop() { m.signal(syscall.SIGTERM, true) }
-
-// Pause freezes the process with SIGSTOP.
-func (m *Member) Pause() { m.signal(syscall.SIGSTOP, false) }
-
-// Resume continues a paused process.
-func (m *Member) Resume() { m.signal(syscall.SIGCONT, false) }
-
-// Running reports whether the process is up.
-func (m *Member) Running() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.cmd != nil
+	m.Run(m.c.t, filepath.Join(m.Dir, "corral.log"), "ip", "netns", "exec", m.NS, m.bin, "serve", "--config", m.cfgPath)
 }
 
 // Partition cuts the member off from every other member and from the test

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -79,11 +78,7 @@ type Member struct {
 	cfgPath      string
 	t            testing.TB
 	bin          string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  *os.File
+	Process
 }
 
 // Cluster is a running ensemble.
@@ -168,65 +163,7 @@ protocols:
 
 // Start launches the member's process (again, after Kill/Stop).
 func (m *Member) Start() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.cmd != nil {
-		return
-	}
-	logf, err := os.OpenFile(filepath.Join(m.Dir, "corral.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	cmd := exec.Command(m.bin, "serve", "--config", m.cfgPath)
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		m.t.Fatal(err)
-	}
-	m.cmd, m.log, m.done = cmd, logf, make(chan struct{})
-	done := m.done
-	go func() { cmd.Wait(); logf.Close(); close(done) }()
-}
-
-func (m *Member) signal(sig syscall.Signal, wait bool) {
-	m.mu.Lock()
-	cmd, done := m.cmd, m.done
-	if wait {
-		m.cmd = nil
-	}
-	m.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	cmd.Process.Signal(sig)
-	if wait {
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	}
-}
-
-// Kill sends SIGKILL and waits for the process to exit.
-func (m *Member) Kill() { m.signal(syscall.SIGCONT, false); m.signal(syscall.SIGKILL, true) }
-
-// Stop sends SIGTERM (clean shutdown) and waits.
-func (m *Member) Stop() { m.signal(syscall.SIGTERM, true) }
-
-// Pause freezes the process with SIGSTOP.
-func (m *Member) Pause() { m.signal(syscall.SIGSTOP, false) }
-
-// Resume continues a paused process.
-func (m *Member) Resume() { m.signal(syscall.SIGCONT, false) }
-
-// Running reports whether the process is up.
-func (m *Member) Running() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.cmd != nil
+	m.Run(m.t, filepath.Join(m.Dir, "corral.log"), m.bin, "serve", "--config", m.cfgPath)
 }
 
 // LogTail returns the last lines of the member's log, for failure messages.
