@@ -48,7 +48,8 @@ func TestRegisteredFactory(t *testing.T) {
 	}
 	sf := f.(storage.Factory)
 	cfg := sf.DefaultConfig().(*Config)
-	if !cfg.Sync || cfg.OpenTimeout != time.Second || cfg.RetainSnapshots != 2 || cfg.Path != "" {
+	if !cfg.Sync || !cfg.WAL || cfg.WALCheckpointBytes != 8<<20 || cfg.WALCheckpointInterval != time.Second ||
+		cfg.OpenTimeout != time.Second || cfg.RetainSnapshots != 2 || cfg.Path != "" {
 		t.Fatalf("defaults %+v", cfg)
 	}
 	dataDir := t.TempDir()
@@ -78,6 +79,11 @@ func TestValidate(t *testing.T) {
 		"open_timeout":      func(c *Config) { c.OpenTimeout = 0 },
 		"initial_mmap_size": func(c *Config) { c.InitialMmapSize = -1 },
 		"retain_snapshots":  func(c *Config) { c.RetainSnapshots = 0 },
+		"wal_checkpoint_bytes": func(c *Config) {
+			c.WAL = false // checked even with the log off
+			c.WALCheckpointBytes = 0
+		},
+		"wal_checkpoint_interval": func(c *Config) { c.WALCheckpointInterval = -time.Second },
 	} {
 		cfg := DefaultConfig()
 		mutate(cfg)
@@ -127,8 +133,10 @@ func TestNewerFormatVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Open(context.Background(), plugin.Settings{}, &Config{Path: dir, Sync: true, OpenTimeout: time.Second, RetainSnapshots: 1})
-	wantErrContaining(t, err, path, "format version 7", "supports (1)")
+	cfg := DefaultConfig()
+	cfg.Path = dir
+	_, err = Open(context.Background(), plugin.Settings{}, cfg)
+	wantErrContaining(t, err, path, "format version 7", fmt.Sprintf("supports (%d)", FormatVersion))
 }
 
 func TestCorruptFile(t *testing.T) {
@@ -245,11 +253,19 @@ func TestCancelledContext(t *testing.T) {
 	}
 }
 
+// bothModes runs a test with the write-ahead log on and off.
+func bothModes(t *testing.T, test func(t *testing.T, mutate func(*Config))) {
+	t.Run("wal", func(t *testing.T) { test(t, nil) })
+	t.Run("direct", func(t *testing.T) { test(t, walOff) })
+}
+
 // Concurrent writers share commits: with sync on, a writer arriving while a
 // commit is syncing waits for the next one, which carries every batch that
 // queued up meanwhile.
-func TestGroupCommit(t *testing.T) {
-	s := openAt(t, t.TempDir(), nil)
+func TestGroupCommit(t *testing.T) { bothModes(t, testGroupCommit) }
+
+func testGroupCommit(t *testing.T, mutate func(*Config)) {
+	s := openAt(t, t.TempDir(), mutate)
 	defer s.Close()
 	const writers, each = 64, 10
 	var wg sync.WaitGroup
@@ -317,9 +333,16 @@ func TestBadBatchInGroupFailsAlone(t *testing.T) {
 	}
 }
 
-func TestSyncOffStillDurableAfterClose(t *testing.T) {
+func TestSyncOffStillDurableAfterClose(t *testing.T) { bothModes(t, testSyncOffStillDurableAfterClose) }
+
+func testSyncOffStillDurableAfterClose(t *testing.T, mutate func(*Config)) {
 	dir := t.TempDir()
-	s := openAt(t, dir, func(c *Config) { c.Sync = false })
+	s := openAt(t, dir, func(c *Config) {
+		if mutate != nil {
+			mutate(c)
+		}
+		c.Sync = false
+	})
 	for i := uint64(1); i <= 50; i++ {
 		if err := s.Write(context.Background(), storage.Batch{Entries: []storage.LogEntry{{Index: i, Term: 1}}}); err != nil {
 			t.Fatal(err)
@@ -354,8 +377,10 @@ func TestRetainSnapshotsConfig(t *testing.T) {
 }
 
 // A batch or compaction that changes nothing costs no commit (and no fsync).
-func TestNoopWritesSkipCommit(t *testing.T) {
-	s := openAt(t, t.TempDir(), nil)
+func TestNoopWritesSkipCommit(t *testing.T) { bothModes(t, testNoopWritesSkipCommit) }
+
+func testNoopWritesSkipCommit(t *testing.T, mutate func(*Config)) {
+	s := openAt(t, t.TempDir(), mutate)
 	defer s.Close()
 	if err := s.Write(context.Background(), storage.Batch{Entries: []storage.LogEntry{{Index: 1, Term: 1}}}); err != nil {
 		t.Fatal(err)
@@ -405,8 +430,9 @@ func TestStateKeys(t *testing.T) {
 	}
 	s = openAt(t, dir, nil)
 	defer s.Close()
-	if s.FormatVersion() != FormatVersion {
-		t.Fatalf("FormatVersion() = %d, want %d", s.FormatVersion(), FormatVersion)
+	// Closed cleanly: no log to replay.
+	if s.FormatVersion() != formatDirect {
+		t.Fatalf("FormatVersion() = %d, want %d", s.FormatVersion(), formatDirect)
 	}
 	if keys, err := s.StateKeys(); err != nil || !slices.Equal(keys, want) {
 		t.Fatalf("after reopen: keys %q, %v; want %q", keys, err, want)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/corral-dev/corral/conformance"
 	"github.com/corral-dev/corral/framework/plugin"
@@ -24,14 +25,37 @@ func openAt(t testing.TB, dir string, mutate func(*Config)) *Store {
 	return s
 }
 
+// Configs the suite runs under. walBusy checkpoints after nearly every
+// write, so reads and writes race checkpoints and the overlay is often split
+// between a frozen and an active generation.
+var (
+	walOff  = func(c *Config) { c.WAL = false }
+	walBusy = func(c *Config) {
+		c.WALCheckpointBytes = 512
+		c.WALCheckpointInterval = time.Millisecond
+	}
+)
+
 func TestConformance(t *testing.T) {
-	conformance.RunStorage(t, conformance.StorageHarness{
-		// Sync stays on (the default): the suite checks the real write path.
-		New: func(t *testing.T) storage.Store {
-			return openAt(t, filepath.Join(t.TempDir(), "bolt"), nil)
-		},
-		Reopen: func(t *testing.T, old storage.Store) storage.Store {
-			return openAt(t, old.(*Store).Path(), nil)
-		},
-	})
+	for _, mode := range []struct {
+		name   string
+		mutate func(*Config)
+	}{
+		{"wal", nil},
+		{"direct", walOff},
+		{"wal-busy", walBusy},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			conformance.RunStorage(t, conformance.StorageHarness{
+				// Sync stays on (the default): the suite checks the real
+				// write path.
+				New: func(t *testing.T) storage.Store {
+					return openAt(t, filepath.Join(t.TempDir(), "bolt"), mode.mutate)
+				},
+				Reopen: func(t *testing.T, old storage.Store) storage.Store {
+					return openAt(t, old.(*Store).Path(), mode.mutate)
+				},
+			})
+		})
+	}
 }

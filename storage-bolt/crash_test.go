@@ -9,9 +9,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,13 +22,33 @@ import (
 	"github.com/corral-dev/corral/framework/storage"
 )
 
-// The kill test re-executes the test binary as a writer process (selected by
-// crashDirEnv), SIGKILLs it mid-stream and checks what it acknowledged.
+// The kill tests re-execute the test binary as a writer process (selected by
+// crashDirEnv), SIGKILL it mid-stream and check what it acknowledged. The
+// child runs in one of crashModes (crashModeEnv); with crashAtEnv set to
+// "point:n" it kills itself the n-th time it reaches that testHook point,
+// so a crash lands at each step of a checkpoint for certain.
 const (
 	crashDirEnv   = "CORRAL_BOLT_CRASH_DIR"
+	crashModeEnv  = "CORRAL_BOLT_CRASH_MODE"
+	crashAtEnv    = "CORRAL_BOLT_CRASH_AT"
 	crashLoopsEnv = "CORRAL_CRASH_LOOPS"
 	crashWriters  = 3 // state writers racing the log writer in the child
 )
+
+// crashModes are the configs a crash test runs the child (and reopens the
+// store) with: the log with a checkpoint every 20ms, the log checkpointing
+// nearly continuously (so a kill often lands inside one), and no log.
+var crashModes = map[string]func(*Config){
+	"wal": func(c *Config) { c.WALCheckpointInterval = 20 * time.Millisecond },
+	"wal-busy": func(c *Config) {
+		c.WALCheckpointBytes = 4 << 10
+		c.WALCheckpointInterval = time.Millisecond
+	},
+	"direct": walOff,
+}
+
+// crashPoints are the testHook points a child can die at.
+var crashPoints = []string{"wal-written", "rotated", "checkpoint-start", "checkpoint-applied", "segment-removed"}
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(crashDirEnv); dir != "" {
@@ -62,6 +85,26 @@ func crashChild(dir string) error {
 	cfg := DefaultConfig()
 	cfg.Path = dir
 	cfg.OpenTimeout = 10 * time.Second
+	mode := os.Getenv(crashModeEnv)
+	mutate, ok := crashModes[mode]
+	if !ok {
+		return fmt.Errorf("%s=%q: unknown mode", crashModeEnv, mode)
+	}
+	mutate(cfg)
+	if at := os.Getenv(crashAtEnv); at != "" {
+		point, nth, _ := strings.Cut(at, ":")
+		n, err := strconv.ParseInt(nth, 10, 64)
+		if err != nil || !slices.Contains(crashPoints, point) {
+			return fmt.Errorf("%s=%q: want point:n", crashAtEnv, at)
+		}
+		var seen atomic.Int64
+		testHook = func(p string) {
+			if p == point && seen.Add(1) == n {
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				select {} // the signal is on its way
+			}
+		}
+	}
 	s, err := Open(context.Background(), plugin.Settings{}, cfg)
 	if err != nil {
 		return err
@@ -128,7 +171,7 @@ func crashChild(dir string) error {
 	return s.Close()
 }
 
-func TestKillDuringWrites(t *testing.T) {
+func crashLoops(t *testing.T) int {
 	loops := 3
 	if v := os.Getenv(crashLoopsEnv); v != "" {
 		n, err := strconv.Atoi(v)
@@ -137,27 +180,63 @@ func TestKillDuringWrites(t *testing.T) {
 		}
 		loops = n
 	}
+	return loops
+}
+
+// TestKillDuringWrites kills the writer at a random moment, cycling through
+// the modes over one directory, so each reopen also switches the log on or
+// off over whatever the crash left.
+func TestKillDuringWrites(t *testing.T) {
+	loops := crashLoops(t)
+	modes := []string{"wal", "wal-busy", "direct"}
 	dir := t.TempDir()
 	var ackedLog uint64
 	ackedState := make([]uint64, crashWriters)
 	for loop := range loops {
-		acks := runAndKill(t, dir, 20+rand.IntN(300), &ackedLog, ackedState)
-		s := openAt(t, dir, nil)
+		mode := modes[loop%len(modes)]
+		acks := runAndKill(t, dir, mode, "", 20+rand.IntN(300), &ackedLog, ackedState)
+		s := openAt(t, dir, crashModes[modes[(loop+1)%len(modes)]])
 		verifyCrashStore(t, s, loop, ackedLog, ackedState)
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("loop %d: killed after %d log acks; log ends at %d", loop, acks, ackedLog)
+		t.Logf("loop %d (%s): killed after %d log acks; log ends at %d", loop, mode, acks, ackedLog)
 	}
 }
 
-// runAndKill starts a writer process, SIGKILLs it after target log acks, and
-// records every ack it printed (including those printed after the kill was
+// TestKillAtCheckpointSteps has the writer kill itself at each step of the
+// write path and of a checkpoint: after a log write before its fsync,
+// after starting a new segment, before and after the checkpoint's bolt
+// commit, and between deleting an old segment and syncing the directory.
+func TestKillAtCheckpointSteps(t *testing.T) {
+	rounds := max(1, crashLoops(t)/10)
+	dir := t.TempDir()
+	var ackedLog uint64
+	ackedState := make([]uint64, crashWriters)
+	loop := 0
+	for range rounds {
+		for _, point := range crashPoints {
+			at := fmt.Sprintf("%s:%d", point, 1+rand.IntN(60))
+			acks := runAndKill(t, dir, "wal-busy", at, 0, &ackedLog, ackedState)
+			s := openAt(t, dir, crashModes["wal-busy"])
+			verifyCrashStore(t, s, loop, ackedLog, ackedState)
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("loop %d: died at %s after %d log acks; log ends at %d", loop, at, acks, ackedLog)
+			loop++
+		}
+	}
+}
+
+// runAndKill starts a writer process in mode, and SIGKILLs it after target
+// log acks or, with target 0, waits for it to kill itself at crashAt. It
+// records every ack printed (including those printed after the kill was
 // decided: they were acknowledged before the process died).
-func runAndKill(t *testing.T, dir string, target int, ackedLog *uint64, ackedState []uint64) int {
+func runAndKill(t *testing.T, dir, mode, crashAt string, target int, ackedLog *uint64, ackedState []uint64) int {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
+	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashModeEnv+"="+mode, crashAtEnv+"="+crashAt)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -183,15 +262,25 @@ func runAndKill(t *testing.T, dir string, target int, ackedLog *uint64, ackedSta
 			n, _ := strconv.ParseUint(f[2], 10, 64)
 			ackedState[w] = max(ackedState[w], n)
 		}
-		if !killed && acks >= target {
+		if !killed && target > 0 && acks >= target {
 			if err := cmd.Process.Kill(); err != nil {
 				t.Fatal(err)
 			}
 			killed = true
 		}
+		if !killed && target == 0 && acks >= 20000 {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("writer never reached %s (%d acks)", crashAt, acks)
+		}
 	}
 	err = cmd.Wait()
-	if !killed {
+	if target == 0 {
+		ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+		if !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+			t.Fatalf("writer did not die at %s (%d acks, %v): %s", crashAt, acks, err, stderr.String())
+		}
+	} else if !killed {
 		t.Fatalf("writer process ended before the kill (%d acks, %v): %s", acks, err, stderr.String())
 	}
 	return acks

@@ -188,22 +188,31 @@ func TestCorruptLogRefusesToStart(t *testing.T) {
 	}
 	c.Close()
 	p.kill() // no snapshot on the way out: the entry must be replayed
-	db := filepath.Join(dir, "bolt", "corral.db")
-	b, err := os.ReadFile(db)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The entry is in the bolt file or, with the write-ahead log, in a WAL
+	// segment: damage it wherever it is.
+	files, _ := filepath.Glob(filepath.Join(dir, "bolt", "*"))
 	flipped := 0
-	for i := bytes.Index(b, marker); i >= 0; i = bytes.Index(b, marker) {
-		b[i] ^= 0xff
-		flipped++
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		n := 0
+		for i := bytes.Index(b, marker); i >= 0; i = bytes.Index(b, marker) {
+			b[i] ^= 0xff
+			n++
+		}
+		if n > 0 {
+			if err := os.WriteFile(f, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			flipped += n
+		}
 	}
 	if flipped == 0 {
-		t.Fatal("marker not found in the bolt file")
+		t.Fatal("marker not found in the bolt store's files")
 	}
-	if err := os.WriteFile(db, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	db := filepath.Join(dir, "bolt")
 	cmd := exec.Command(corralBinary(t), "serve", "--data-dir", dir, "--listen", "127.0.0.1:0")
 	out, err := cmd.CombinedOutput()
 	if err == nil {

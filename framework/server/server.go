@@ -110,6 +110,9 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("storage.%s is not a storage plugin", s.cfg.Storage.Type)
 	}
 	store, err := sf.New(ctx, withLogger(set, "storage", s.cfg.Storage.Type), s.cfg.Storage.Config)
+	if errors.Is(err, storage.ErrCorrupt) {
+		return fmt.Errorf("storage (%s): %w; refusing to start rather than serve wrong data (corral data verify shows every problem)", s.cfg.Storage.Type, err)
+	}
 	if err != nil {
 		return fmt.Errorf("storage (%s): %w", s.cfg.Storage.Type, err)
 	}
