@@ -40,7 +40,7 @@ func fourLetter(t *testing.T, addr, cmd string) string {
 }
 
 func TestFourLetterWords(t *testing.T) {
-	srv := corraltest.Start(t, corraltest.Options{Overrides: map[string]any{"four_letter_words": []any{"ruok", "srvr", "mntr"}}})
+	srv := corraltest.Start(t, corraltest.Options{Overrides: map[string]any{"four_letter_words": []any{"ruok", "srvr", "mntr", "cons"}}})
 	if got := fourLetter(t, srv.Addr, "ruok"); got != "imok" {
 		t.Fatalf("ruok = %q", got)
 	}
@@ -60,6 +60,13 @@ func TestFourLetterWords(t *testing.T) {
 		if !strings.Contains(mntr, key) {
 			t.Fatalf("mntr lacks %q", key)
 		}
+	}
+	c := conformance.Connect(t, []string{srv.Addr})
+	if _, _, err := c.Exists("/zookeeper"); err != nil {
+		t.Fatal(err)
+	}
+	if cons := fourLetter(t, srv.Addr, "cons"); !strings.Contains(cons, fmt.Sprintf("sid=0x%x,lop=exists,", uint64(c.SessionID()))) {
+		t.Fatalf("cons does not show the session's last op:\n%s", cons)
 	}
 	if got := fourLetter(t, srv.Addr, "dump"); got != "dump is not executed because it is not in the whitelist.\n" {
 		t.Fatalf("non-whitelisted dump = %q", got)

@@ -28,12 +28,10 @@
 package netcluster
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -486,61 +484,25 @@ func (m *Member) Partitioned() bool {
 	return m.cut
 }
 
-// LogTail returns the last lines of the member's log, for failure messages.
-func (m *Member) LogTail(n int) string {
-	b, _ := os.ReadFile(filepath.Join(m.Dir, "corral.log"))
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-func fourLetter(dial func(string, string, time.Duration) (net.Conn, error), addr, cmd string) (string, error) {
-	c, err := dial("tcp", addr, time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := io.WriteString(c, cmd); err != nil {
-		return "", err
-	}
-	b, err := io.ReadAll(bufio.NewReader(c))
-	return string(b), err
-}
-
-func modeOf(out string, err error) string {
-	if err != nil {
-		return ""
-	}
-	for _, l := range strings.Split(out, "\n") {
-		if mode, ok := strings.CutPrefix(l, "Mode: "); ok {
-			return mode
-		}
-	}
-	return ""
-}
-
 // FourLetter sends a four-letter word to the member from the test process
 // (it fails while the member is partitioned).
 func (m *Member) FourLetter(cmd string) (string, error) {
-	return fourLetter(m.c.Dial, m.ClientAddr, cmd)
+	return proccluster.FourLetter(m.c.Dial, m.ClientAddr, cmd)
 }
 
 // FourLetterInside sends a four-letter word from inside the member's
 // namespace, which works while it is partitioned.
 func (m *Member) FourLetterInside(cmd string) (string, error) {
-	return fourLetter(m.DialInside, m.ClientAddr, cmd)
+	return proccluster.FourLetter(m.DialInside, m.ClientAddr, cmd)
 }
 
 // Mode is the member's srvr Mode line (leader, follower, ...) as the test
 // process sees it, or "" when it does not answer.
-func (m *Member) Mode() string { return modeOf(m.FourLetter("srvr")) }
+func (m *Member) Mode() string { return proccluster.ModeOf(m.FourLetter("srvr")) }
 
 // ModeInside is the member's srvr Mode line asked from inside its
 // namespace, or "" when it does not answer.
-func (m *Member) ModeInside() string { return modeOf(m.FourLetterInside("srvr")) }
+func (m *Member) ModeInside() string { return proccluster.ModeOf(m.FourLetterInside("srvr")) }
 
 // Leader returns the running, reachable member that reports itself leader,
 // or nil. A partitioned member is not asked: whatever it believes, clients

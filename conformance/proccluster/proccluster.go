@@ -5,9 +5,7 @@
 package proccluster
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -166,45 +164,14 @@ func (m *Member) Start() {
 	m.Run(m.t, filepath.Join(m.Dir, "corral.log"), m.bin, "serve", "--config", m.cfgPath)
 }
 
-// LogTail returns the last lines of the member's log, for failure messages.
-func (m *Member) LogTail(n int) string {
-	b, _ := os.ReadFile(filepath.Join(m.Dir, "corral.log"))
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // FourLetter sends a four-letter word to the member.
 func (m *Member) FourLetter(cmd string) (string, error) {
-	c, err := net.DialTimeout("tcp", m.ClientAddr, time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := io.WriteString(c, cmd); err != nil {
-		return "", err
-	}
-	b, err := io.ReadAll(bufio.NewReader(c))
-	return string(b), err
+	return FourLetter(net.DialTimeout, m.ClientAddr, cmd)
 }
 
 // Mode is the member's srvr Mode line (leader, follower, standalone) or ""
 // when it does not answer.
-func (m *Member) Mode() string {
-	out, err := m.FourLetter("srvr")
-	if err != nil {
-		return ""
-	}
-	for _, l := range strings.Split(out, "\n") {
-		if strings.HasPrefix(l, "Mode: ") {
-			return strings.TrimPrefix(l, "Mode: ")
-		}
-	}
-	return ""
-}
+func (m *Member) Mode() string { return ModeOf(m.FourLetter("srvr")) }
 
 // Leader returns the member that reports itself leader, or nil.
 func (c *Cluster) Leader() *Member {

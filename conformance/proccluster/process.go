@@ -1,8 +1,12 @@
 package proccluster
 
 import (
+	"bufio"
+	"io"
+	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -12,9 +16,10 @@ import (
 // Process is one server process and the signals fault tests send it. Both
 // this package's members and netcluster's embed it.
 type Process struct {
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	done    chan struct{}
+	logPath string
 }
 
 // Run starts argv in its own process group with output appended to
@@ -38,7 +43,7 @@ func (p *Process) Run(t testing.TB, logPath string, argv ...string) {
 		logf.Close()
 		t.Fatal(err)
 	}
-	p.cmd, p.done = cmd, make(chan struct{})
+	p.cmd, p.done, p.logPath = cmd, make(chan struct{}), logPath
 	done := p.done
 	go func() { cmd.Wait(); logf.Close(); close(done) }()
 }
@@ -92,4 +97,51 @@ func (p *Process) Pid() int {
 		return 0
 	}
 	return p.cmd.Process.Pid
+}
+
+// LogTail returns the last n lines of the process's log, for failure
+// messages.
+func (p *Process) LogTail(n int) string {
+	p.mu.Lock()
+	path := p.logPath
+	p.mu.Unlock()
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Dialer opens a connection; net.DialTimeout is one.
+type Dialer func(network, addr string, timeout time.Duration) (net.Conn, error)
+
+// FourLetter sends a four-letter word to addr through dial and returns the
+// answer.
+func FourLetter(dial Dialer, addr, cmd string) (string, error) {
+	c, err := dial("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.WriteString(c, cmd); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(bufio.NewReader(c))
+	return string(b), err
+}
+
+// ModeOf extracts srvr's Mode line (leader, follower, standalone, ...);
+// "" when the server did not answer.
+func ModeOf(srvr string, err error) string {
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(srvr, "\n") {
+		if mode, ok := strings.CutPrefix(l, "Mode: "); ok {
+			return mode
+		}
+	}
+	return ""
 }

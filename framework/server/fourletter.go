@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	zkop "github.com/corral-dev/corral/framework/op"
 	"github.com/corral-dev/corral/framework/watch"
 )
 
@@ -276,7 +277,7 @@ func (s *Server) conf() string {
 func (s *Server) cons() string {
 	var b strings.Builder
 	for _, a := range s.connections() {
-		op, _ := a.lastOp.Load().(string)
+		op := zkop.Code(a.lastOp.Load()).String()
 		fmt.Fprintf(&b, " /%s[1](queued=0,recved=%d,sent=%d,sid=0x%x,lop=%s,est=%d,to=%d,lzxid=0x%x)\n",
 			a.conn.RemoteAddr(), a.received.Load(), a.sent.Load(), uint64(a.id), op, a.created.UnixMilli(),
 			s.sessionTimeout(a.id), a.lastZxid.Load())

@@ -224,7 +224,7 @@ type attachment struct {
 	received atomic.Int64
 	sent     atomic.Int64
 	active   atomic.Bool  // heard from since the last touch report
-	lastOp   atomic.Value // string
+	lastOp   atomic.Int32 // op.Code; formatted only when cons asks
 	lastZxid atomic.Int64
 }
 
@@ -279,7 +279,7 @@ func (a *attachment) Submit(xid int32, req op.Request) {
 	s := a.s
 	s.stats.received.Add(1)
 	a.received.Add(1)
-	a.lastOp.Store(req.Op().String())
+	a.lastOp.Store(int32(req.Op()))
 	a.active.Store(true)
 	if ls := s.live.get(a.id); ls != nil {
 		ls.lastSeen.Store(nowMs())
